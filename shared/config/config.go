@@ -1,0 +1,290 @@
+// Package config loads and validates Tandem's settings, shared by the streamer and every
+// Lambda handler so that all of them agree on slot, publication, tables and targets.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole of Tandem's configuration. Zero values are filled by Defaults.
+type Config struct {
+	// PostgresURL is a libpq/pgx connection string for the source database.
+	PostgresURL string `json:"postgres_url"`
+	// Publication and Slot name the logical replication objects Tandem owns.
+	Publication string `json:"publication"`
+	Slot        string `json:"slot"`
+	// ControlTable is the DynamoDB table holding snapshot progress, checkpoints and leases.
+	ControlTable string `json:"control_table"`
+	// TablePrefix is prepended to default target table names.
+	TablePrefix string `json:"table_prefix"`
+	// Tables restricts and customises replication; empty means every table of the publication.
+	Tables []Table `json:"tables"`
+	// ChunkSize is the number of rows one snapshot chunk reads in one short transaction.
+	ChunkSize int `json:"chunk_size"`
+	// SnapshotWriters is how many DynamoDB writes one snapshot keeps in flight.
+	SnapshotWriters int `json:"snapshot_writers"`
+	// StreamWriters is how many DynamoDB writes the streamer keeps in flight (one key is
+	// always applied in WAL order by a single writer).
+	StreamWriters int `json:"stream_writers"`
+	// MaxInFlight bounds the decoded changes the streamer holds, whatever the transaction size.
+	MaxInFlight int `json:"max_in_flight"`
+	// CreateTables makes plan create missing target tables (on-demand capacity).
+	CreateTables *bool `json:"create_tables"`
+	// TombstoneTTL is the DynamoDB TTL backstop put on tombstones.
+	TombstoneTTL Duration `json:"tombstone_ttl"`
+	// StatusInterval is how often the streamer reports to PostgreSQL and the control table.
+	StatusInterval Duration `json:"status_interval"`
+}
+
+// Table configures one source table.
+type Table struct {
+	// Source is "schema.table", or "table" for the public schema.
+	Source string `json:"source"`
+	// Target is the DynamoDB table name; default TablePrefix + table (schema-qualified when
+	// the schema is not public).
+	Target string `json:"target"`
+	// KeyColumns replaces the primary key as the item key (required for tables without one).
+	KeyColumns []string `json:"key_columns"`
+}
+
+// Duration reads "90s"/"24h" in JSON.
+type Duration struct{ time.Duration }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"24h\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// Load reads the JSON file named by TANDEM_CONFIG_FILE (if set), then applies TANDEM_*
+// environment variables on top, fills defaults and validates.
+func Load() (*Config, error) {
+	c := &Config{}
+	if path := os.Getenv("TANDEM_CONFIG_FILE"); path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: reading TANDEM_CONFIG_FILE: %w", err)
+		}
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(c); err != nil {
+			return nil, fmt.Errorf("config: %s: %w", path, err)
+		}
+	}
+	if err := c.applyEnv(os.Getenv); err != nil {
+		return nil, err
+	}
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) applyEnv(getenv func(string) string) error {
+	strs := map[string]*string{
+		"TANDEM_PG_URL":        &c.PostgresURL,
+		"TANDEM_PUBLICATION":   &c.Publication,
+		"TANDEM_SLOT":          &c.Slot,
+		"TANDEM_CONTROL_TABLE": &c.ControlTable,
+		"TANDEM_TABLE_PREFIX":  &c.TablePrefix,
+	}
+	for name, dst := range strs {
+		if v := getenv(name); v != "" {
+			*dst = v
+		}
+	}
+	ints := map[string]*int{
+		"TANDEM_CHUNK_SIZE":       &c.ChunkSize,
+		"TANDEM_SNAPSHOT_WRITERS": &c.SnapshotWriters,
+		"TANDEM_STREAM_WRITERS":   &c.StreamWriters,
+		"TANDEM_MAX_IN_FLIGHT":    &c.MaxInFlight,
+	}
+	for name, dst := range ints {
+		if v := getenv(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("config: %s=%q is not an integer", name, v)
+			}
+			*dst = n
+		}
+	}
+	durs := map[string]*Duration{
+		"TANDEM_TOMBSTONE_TTL":   &c.TombstoneTTL,
+		"TANDEM_STATUS_INTERVAL": &c.StatusInterval,
+	}
+	for name, dst := range durs {
+		if v := getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("config: %s=%q is not a duration like 24h: %w", name, v, err)
+			}
+			dst.Duration = d
+		}
+	}
+	if v := getenv("TANDEM_CREATE_TABLES"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("config: TANDEM_CREATE_TABLES=%q is not true or false", v)
+		}
+		c.CreateTables = &b
+	}
+	if v := getenv("TANDEM_TABLES"); v != "" {
+		c.Tables = nil
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				c.Tables = append(c.Tables, Table{Source: s})
+			}
+		}
+	}
+	return nil
+}
+
+// Defaults fills every unset field.
+func (c *Config) Defaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.Publication, "tandem")
+	def(&c.Slot, "tandem")
+	def(&c.ControlTable, "tandem_control")
+	defInt := func(n *int, v int) {
+		if *n == 0 {
+			*n = v
+		}
+	}
+	defInt(&c.ChunkSize, 1000)
+	defInt(&c.SnapshotWriters, 16)
+	defInt(&c.StreamWriters, 32)
+	defInt(&c.MaxInFlight, 10000)
+	if c.CreateTables == nil {
+		t := true
+		c.CreateTables = &t
+	}
+	if c.TombstoneTTL.Duration == 0 {
+		c.TombstoneTTL.Duration = 7 * 24 * time.Hour
+	}
+	if c.StatusInterval.Duration == 0 {
+		c.StatusInterval.Duration = time.Second
+	}
+}
+
+var (
+	pgIdent     = regexp.MustCompile(`^[a-z_][a-z0-9_$]*$`)
+	dynamoTable = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,255}$`)
+)
+
+// Validate reports every problem at once, each naming the setting.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.PostgresURL == "" {
+		errs = append(errs, errors.New("config: postgres_url (TANDEM_PG_URL) is required"))
+	}
+	for name, v := range map[string]string{"publication": c.Publication, "slot": c.Slot} {
+		if !pgIdent.MatchString(v) {
+			errs = append(errs, fmt.Errorf("config: %s %q must be a lower-case PostgreSQL identifier", name, v))
+		}
+	}
+	if !dynamoTable.MatchString(c.ControlTable) {
+		errs = append(errs, fmt.Errorf("config: control_table %q is not a valid DynamoDB table name (3-255 of a-z A-Z 0-9 _ . -)", c.ControlTable))
+	}
+	if c.ChunkSize < 1 || c.ChunkSize > 100000 {
+		errs = append(errs, fmt.Errorf("config: chunk_size %d must be between 1 and 100000", c.ChunkSize))
+	}
+	for name, n := range map[string]int{"snapshot_writers": c.SnapshotWriters, "stream_writers": c.StreamWriters} {
+		if n < 1 || n > 1024 {
+			errs = append(errs, fmt.Errorf("config: %s %d must be between 1 and 1024", name, n))
+		}
+	}
+	if c.MaxInFlight < c.StreamWriters {
+		errs = append(errs, fmt.Errorf("config: max_in_flight %d must be at least stream_writers %d", c.MaxInFlight, c.StreamWriters))
+	}
+	if c.TombstoneTTL.Duration < time.Hour {
+		errs = append(errs, fmt.Errorf("config: tombstone_ttl %s must be at least 1h (it must outlive any snapshot)", c.TombstoneTTL))
+	}
+	seen := map[string]bool{}
+	for i, t := range c.Tables {
+		if _, _, err := SplitName(t.Source); err != nil {
+			errs = append(errs, fmt.Errorf("config: tables[%d]: %w", i, err))
+			continue
+		}
+		if seen[QualifiedName(t.Source)] {
+			errs = append(errs, fmt.Errorf("config: tables[%d]: %q is listed twice", i, t.Source))
+		}
+		seen[QualifiedName(t.Source)] = true
+		if t.Target != "" && !dynamoTable.MatchString(t.Target) {
+			errs = append(errs, fmt.Errorf("config: tables[%d]: target %q is not a valid DynamoDB table name", i, t.Target))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SplitName splits "schema.table" (or "table", meaning public).
+func SplitName(name string) (schema, table string, err error) {
+	parts := strings.Split(name, ".")
+	switch {
+	case len(parts) == 1 && parts[0] != "":
+		return "public", parts[0], nil
+	case len(parts) == 2 && parts[0] != "" && parts[1] != "":
+		return parts[0], parts[1], nil
+	}
+	return "", "", fmt.Errorf("table name %q must be \"table\" or \"schema.table\"", name)
+}
+
+// QualifiedName normalises a source name to "schema.table".
+func QualifiedName(name string) string {
+	s, t, err := SplitName(name)
+	if err != nil {
+		return name
+	}
+	return s + "." + t
+}
+
+// TableFor returns the configuration of a source table, and whether it is replicated at
+// all: with no tables configured, every table of the publication is.
+func (c *Config) TableFor(schema, table string) (Table, bool) {
+	q := schema + "." + table
+	for _, t := range c.Tables {
+		if QualifiedName(t.Source) == q {
+			t.Source = q
+			if t.Target == "" {
+				t.Target = c.defaultTarget(schema, table)
+			}
+			return t, true
+		}
+	}
+	if len(c.Tables) > 0 {
+		return Table{}, false
+	}
+	return Table{Source: q, Target: c.defaultTarget(schema, table)}, true
+}
+
+func (c *Config) defaultTarget(schema, table string) string {
+	name := table
+	if schema != "public" {
+		name = schema + "." + table
+	}
+	name = c.TablePrefix + name
+	for len(name) < 3 {
+		name += "_"
+	}
+	return name
+}

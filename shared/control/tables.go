@@ -1,0 +1,241 @@
+package control
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+)
+
+const tablePrefix = "table#"
+
+// TableState is one replicated table's snapshot state (DESIGN §4).
+type TableState struct {
+	ID     string `dynamodbav:"id"`
+	Source string `dynamodbav:"source"`
+	Target string `dynamodbav:"target"`
+	State  string `dynamodbav:"state"`
+	// Epoch changes whenever a running snapshot must stop (truncate, reset).
+	Epoch int64 `dynamodbav:"epoch"`
+	// Cursor is the text of the last copied key; absent before the first chunk.
+	Cursor       []string `dynamodbav:"cursor,omitempty"`
+	RowsCopied   int64    `dynamodbav:"rows_copied"`
+	RowsEstimate int64    `dynamodbav:"rows_estimate"`
+	Chunks       int64    `dynamodbav:"chunks"`
+	// ChunkLSN is the LSN read with the last chunk.
+	ChunkLSN uint64 `dynamodbav:"chunk_lsn,omitempty"`
+	// ConsistentLSN is B(T), read after the last chunk (DESIGN §2.3).
+	ConsistentLSN uint64 `dynamodbav:"consistent_lsn,omitempty"`
+	// Consistent is set by the streamer once it applied past ConsistentLSN.
+	Consistent bool `dynamodbav:"consistent"`
+	// FenceLSN is the LSN of the last TRUNCATE: snapshot rows read before it are stale.
+	FenceLSN   uint64 `dynamodbav:"fence_lsn,omitempty"`
+	Error      string `dynamodbav:"error,omitempty"`
+	StartedAt  string `dynamodbav:"started_at,omitempty"`
+	FinishedAt string `dynamodbav:"finished_at,omitempty"`
+	UpdatedAt  string `dynamodbav:"updated_at"`
+}
+
+// IsConsistent is DESIGN §2.3's rule, for a streamer that has applied up to applied.
+func (t TableState) IsConsistent(applied uint64) bool {
+	return t.State == Done && t.ConsistentLSN <= applied
+}
+
+func tableID(source string) string { return tablePrefix + source }
+
+var (
+	nameState = expression.Name("state")
+	nameEpoch = expression.Name("epoch")
+)
+
+// Table reads one table's state; found is false when the table was never planned.
+func (s *Store) Table(ctx context.Context, source string) (t TableState, found bool, err error) {
+	found, err = s.get(ctx, tableID(source), &t)
+	return t, found, err
+}
+
+// Tables lists every planned table.
+func (s *Store) Tables(ctx context.Context) ([]TableState, error) {
+	expr, err := expression.NewBuilder().WithFilter(expression.Name("id").BeginsWith(tablePrefix)).Build()
+	if err != nil {
+		return nil, err
+	}
+	var out []TableState
+	p := dynamodb.NewScanPaginator(s.DB, &dynamodb.ScanInput{
+		TableName:                 &s.Name,
+		FilterExpression:          expr.Filter(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
+		ConsistentRead:            boolPtr(true),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("control: listing tables: %w", err)
+		}
+		var ts []TableState
+		if err := attributevalue.UnmarshalListOfMaps(page.Items, &ts); err != nil {
+			return nil, err
+		}
+		out = append(out, ts...)
+	}
+	return out, nil
+}
+
+func boolPtr(b bool) *bool { return &b }
+
+// Plan registers a table for snapshot. A new table, a failed one, and (with reset) any
+// table become pending; reset also restarts from the first key and fences a running
+// snapshot. It returns the resulting state.
+func (s *Store) Plan(ctx context.Context, source, target string, estimate int64, reset bool) (TableState, error) {
+	for {
+		cur, found, err := s.Table(ctx, source)
+		if err != nil {
+			return cur, err
+		}
+		now := s.now()
+		if !found {
+			t := TableState{ID: tableID(source), Source: source, Target: target, State: Pending, Epoch: 1, RowsEstimate: estimate, UpdatedAt: now}
+			ok, err := s.put(ctx, t, condPtr(expression.AttributeNotExists(expression.Name("id"))))
+			if err != nil || ok {
+				return t, err
+			}
+			continue
+		}
+		if !reset && cur.State != Failed {
+			return cur, nil
+		}
+		upd := expression.Set(nameState, expression.Value(Pending)).
+			Set(expression.Name("target"), expression.Value(target)).
+			Set(expression.Name("rows_estimate"), expression.Value(estimate)).
+			Set(expression.Name("updated_at"), expression.Value(now)).
+			Remove(expression.Name("error"))
+		if reset {
+			upd = upd.Set(nameEpoch, expression.Value(cur.Epoch+1)).
+				Set(expression.Name("rows_copied"), expression.Value(0)).
+				Set(expression.Name("chunks"), expression.Value(0)).
+				Set(expression.Name("consistent"), expression.Value(false)).
+				Remove(expression.Name("cursor")).Remove(expression.Name("consistent_lsn")).
+				Remove(expression.Name("started_at")).Remove(expression.Name("finished_at"))
+		}
+		ok, err := s.update(ctx, tableID(source), upd, condPtr(nameEpoch.Equal(expression.Value(cur.Epoch))))
+		if err != nil {
+			return cur, err
+		}
+		if ok {
+			t, _, err := s.Table(ctx, source)
+			return t, err
+		}
+	}
+}
+
+// StartSnapshot moves a pending or failed table to running and returns its state (with
+// the cursor to resume from). A done table is returned as is.
+func (s *Store) StartSnapshot(ctx context.Context, source string) (TableState, error) {
+	t, found, err := s.Table(ctx, source)
+	if err != nil {
+		return t, err
+	}
+	if !found {
+		return t, fmt.Errorf("control: table %s was never planned: run the plan handler first", source)
+	}
+	if t.State == Done || t.State == Running {
+		return t, nil
+	}
+	upd := expression.Set(nameState, expression.Value(Running)).
+		Set(expression.Name("updated_at"), expression.Value(s.now())).
+		Set(expression.Name("started_at"), expression.IfNotExists(expression.Name("started_at"), expression.Value(s.now()))).
+		Remove(expression.Name("error"))
+	ok, err := s.update(ctx, tableID(source), upd, condPtr(nameEpoch.Equal(expression.Value(t.Epoch))))
+	if err != nil {
+		return t, err
+	}
+	if !ok {
+		return t, ErrFenced
+	}
+	t.State = Running
+	return t, nil
+}
+
+// RecordChunk stores the progress of a chunk whose writes are durable.
+func (s *Store) RecordChunk(ctx context.Context, source string, epoch int64, cursor []string, rows int, chunkLSN uint64) error {
+	upd := expression.Set(expression.Name("cursor"), expression.Value(cursor)).
+		Add(expression.Name("rows_copied"), expression.Value(rows)).
+		Add(expression.Name("chunks"), expression.Value(1)).
+		Set(expression.Name("chunk_lsn"), expression.Value(chunkLSN)).
+		Set(expression.Name("updated_at"), expression.Value(s.now()))
+	return s.fencedUpdate(ctx, source, epoch, upd)
+}
+
+// FinishSnapshot marks the snapshot done with its consistency point B(T).
+func (s *Store) FinishSnapshot(ctx context.Context, source string, epoch int64, consistentLSN uint64) error {
+	upd := expression.Set(nameState, expression.Value(Done)).
+		Set(expression.Name("consistent_lsn"), expression.Value(consistentLSN)).
+		Set(expression.Name("finished_at"), expression.Value(s.now())).
+		Set(expression.Name("updated_at"), expression.Value(s.now())).
+		Remove(expression.Name("cursor"))
+	return s.fencedUpdate(ctx, source, epoch, upd)
+}
+
+func (s *Store) fencedUpdate(ctx context.Context, source string, epoch int64, upd expression.UpdateBuilder) error {
+	cond := nameEpoch.Equal(expression.Value(epoch)).And(nameState.Equal(expression.Value(Running)))
+	ok, err := s.update(ctx, tableID(source), upd, &cond)
+	if err == nil && !ok {
+		return ErrFenced
+	}
+	return err
+}
+
+// FailSnapshot records why a table's snapshot failed; the other tables go on.
+func (s *Store) FailSnapshot(ctx context.Context, source string, reason string) error {
+	upd := expression.Set(nameState, expression.Value(Failed)).
+		Set(expression.Name("error"), expression.Value(reason)).
+		Set(expression.Name("updated_at"), expression.Value(s.now()))
+	_, err := s.update(ctx, tableID(source), upd, condPtr(nameState.NotEqual(expression.Value(Done))))
+	return err
+}
+
+// Truncated records a TRUNCATE of the table at lsn (DESIGN §2.8): the epoch changes so a
+// running snapshot stops, and since the table was empty at lsn and every later change is
+// streamed, its snapshot is complete with B(T) = lsn.
+func (s *Store) Truncated(ctx context.Context, source string, lsn uint64) error {
+	for {
+		cur, found, err := s.Table(ctx, source)
+		if err != nil || !found {
+			return err
+		}
+		upd := expression.Set(nameEpoch, expression.Value(cur.Epoch+1)).
+			Set(expression.Name("fence_lsn"), expression.Value(lsn)).
+			Set(expression.Name("updated_at"), expression.Value(s.now()))
+		if cur.State != Done {
+			upd = upd.Set(nameState, expression.Value(Done)).
+				Set(expression.Name("consistent_lsn"), expression.Value(lsn)).
+				Set(expression.Name("finished_at"), expression.Value(s.now())).
+				Remove(expression.Name("cursor"))
+		}
+		ok, err := s.update(ctx, tableID(source), upd, condPtr(nameEpoch.Equal(expression.Value(cur.Epoch))))
+		if err != nil || ok {
+			return err
+		}
+	}
+}
+
+// MarkConsistent flags every done table whose B(T) the streamer has applied past.
+func (s *Store) MarkConsistent(ctx context.Context, applied uint64) error {
+	tables, err := s.Tables(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range tables {
+		if t.Consistent || !t.IsConsistent(applied) {
+			continue
+		}
+		cond := nameEpoch.Equal(expression.Value(t.Epoch)).And(nameState.Equal(expression.Value(Done)))
+		if _, err := s.update(ctx, t.ID, expression.Set(expression.Name("consistent"), expression.Value(true)), &cond); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,84 @@
+// Package ddb holds the DynamoDB plumbing both the target writer and the control table
+// use: the client with Tandem's retry policy, table creation, and error classification.
+package ddb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// NewClient returns a DynamoDB client from the default AWS configuration (so
+// AWS_ENDPOINT_URL points it at LocalStack or moto). Throttling and 5xx errors are retried
+// by the SDK's standard retryer with jittered exponential backoff, patiently: a replication
+// stream would rather slow down than fail.
+func NewClient(ctx context.Context) (*dynamodb.Client, error) {
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("aws config: %w", err)
+	}
+	return FromConfig(cfg), nil
+}
+
+// FromConfig builds the client from an existing configuration.
+func FromConfig(cfg aws.Config) *dynamodb.Client {
+	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+			so.MaxAttempts = 12
+			so.MaxBackoff = 20 * time.Second
+			// The client-side rate limiter would fail requests outright under sustained
+			// throttling; backoff alone is the behaviour we want.
+			so.RateLimiter = ratelimit.None
+		})
+	})
+}
+
+// IsConditionFailed reports a write refused by its condition expression.
+func IsConditionFailed(err error) bool {
+	var ccf *types.ConditionalCheckFailedException
+	return errors.As(err, &ccf)
+}
+
+// EnsureTable creates a table with on-demand capacity if it does not exist and waits
+// until it is active. ttlAttr, when set, enables TTL on that attribute.
+func EnsureTable(ctx context.Context, c *dynamodb.Client, name string, keys []types.KeySchemaElement, attrs []types.AttributeDefinition, ttlAttr string) error {
+	_, err := c.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &name})
+	var notFound *types.ResourceNotFoundException
+	switch {
+	case err == nil:
+		return nil
+	case !errors.As(err, &notFound):
+		return fmt.Errorf("dynamodb: describing table %s: %w", name, err)
+	}
+	_, err = c.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            &name,
+		KeySchema:            keys,
+		AttributeDefinitions: attrs,
+		BillingMode:          types.BillingModePayPerRequest,
+	})
+	var inUse *types.ResourceInUseException
+	if err != nil && !errors.As(err, &inUse) {
+		return fmt.Errorf("dynamodb: creating table %s: %w", name, err)
+	}
+	if err := dynamodb.NewTableExistsWaiter(c).Wait(ctx, &dynamodb.DescribeTableInput{TableName: &name}, 5*time.Minute); err != nil {
+		return fmt.Errorf("dynamodb: waiting for table %s: %w", name, err)
+	}
+	if ttlAttr != "" {
+		_, err := c.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
+			TableName:               &name,
+			TimeToLiveSpecification: &types.TimeToLiveSpecification{AttributeName: &ttlAttr, Enabled: aws.Bool(true)},
+		})
+		if err != nil {
+			return fmt.Errorf("dynamodb: enabling TTL on %s.%s: %w", name, ttlAttr, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,150 @@
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+
+	"tandem/shared/mapping"
+	"tandem/shared/schema"
+)
+
+// PublicationTables lists the "schema.table" names a publication replicates.
+func PublicationTables(ctx context.Context, q Querier, publication string) ([]string, error) {
+	var exists bool
+	if err := q.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", publication).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("postgres: reading publication %s: %w", publication, err)
+	}
+	if !exists {
+		return nil, fmt.Errorf("postgres: publication %q does not exist: run the plan handler (it creates it) or CREATE PUBLICATION %s FOR ALL TABLES", publication, publication)
+	}
+	rows, err := q.Query(ctx, "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1", publication)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: listing publication %s: %w", publication, err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// ErrNoTable means the table does not exist (any more).
+var ErrNoTable = errors.New("table does not exist")
+
+// DescribeTable reads a table's columns, key, replica identity and size estimate.
+// keyColumns, when given, replaces the primary key as the item key.
+func DescribeTable(ctx context.Context, q Querier, types *Types, schemaName, name string, keyColumns []string) (*schema.Table, error) {
+	t := &schema.Table{Schema: schemaName, Name: name}
+	var ident string
+	var reltuples float64
+	err := q.QueryRow(ctx, `
+		SELECT c.oid, c.relreplident::text, c.reltuples::float8
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`, schemaName, name).
+		Scan(&t.OID, &ident, &reltuples)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("postgres: table %s.%s: %w", schemaName, name, ErrNoTable)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("postgres: describing %s.%s: %w", schemaName, name, err)
+	}
+	t.ReplicaIdentity = ident[0]
+	t.EstimatedRows = int64(reltuples)
+
+	rows, err := q.Query(ctx, `
+		SELECT a.attname, a.atttypid, format_type(a.atttypid, NULL),
+		       coalesce(array_position(i.indkey::int2[], a.attnum), 0)
+		FROM pg_attribute a
+		LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
+		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+		ORDER BY a.attnum`, t.OID)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: reading columns of %s: %w", t.Source(), err)
+	}
+	type col struct {
+		name, sqlType string
+		oid           uint32
+		pkPos         int
+	}
+	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (col, error) {
+		var c col
+		return c, r.Scan(&c.name, &c.oid, &c.sqlType, &c.pkPos)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: reading columns of %s: %w", t.Source(), err)
+	}
+	pk := map[int]int{}
+	for i, c := range cols {
+		typ, err := types.Lookup(ctx, q, c.oid)
+		if err != nil {
+			return nil, err
+		}
+		t.Columns = append(t.Columns, schema.Column{Name: c.name, Type: typ, SQLType: c.sqlType})
+		if c.pkPos > 0 {
+			pk[c.pkPos] = i
+		}
+	}
+	if len(keyColumns) > 0 {
+		for _, k := range keyColumns {
+			i := t.Column(k)
+			if i < 0 {
+				return nil, fmt.Errorf("config: key_columns of %s names %q, which is not a column of the table", t.Source(), k)
+			}
+			t.Key = append(t.Key, i)
+		}
+	} else {
+		for pos := 1; pos <= len(pk); pos++ {
+			t.Key = append(t.Key, pk[pos])
+		}
+	}
+	return t, nil
+}
+
+// Types caches what mapping needs of each type OID. Domains resolve to their base type.
+type Types struct {
+	mu   sync.Mutex
+	byID map[uint32]*mapping.Type
+}
+
+// Lookup returns the type of oid, reading pg_type on first use.
+func (ts *Types) Lookup(ctx context.Context, q Querier, oid uint32) (*mapping.Type, error) {
+	ts.mu.Lock()
+	t, ok := ts.byID[oid]
+	ts.mu.Unlock()
+	if ok {
+		return t, nil
+	}
+	var name, category, typtype string
+	var elem, base uint32
+	var delim string
+	err := q.QueryRow(ctx, `
+		SELECT typname, typcategory::text, typtype::text, typelem, typbasetype, typdelim::text
+		FROM pg_type WHERE oid = $1`, oid).Scan(&name, &category, &typtype, &elem, &base, &delim)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: reading type %d: %w", oid, err)
+	}
+	if typtype == "d" {
+		t, err = ts.Lookup(ctx, q, base)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		t = &mapping.Type{OID: oid, Name: name, Category: category[0], Delim: ','}
+		if category == "A" && elem != 0 {
+			if t.Elem, err = ts.Lookup(ctx, q, elem); err != nil {
+				return nil, err
+			}
+			var elemDelim string
+			if err := q.QueryRow(ctx, "SELECT typdelim::text FROM pg_type WHERE oid = $1", elem).Scan(&elemDelim); err == nil && elemDelim != "" {
+				t.Delim = elemDelim[0]
+			}
+		}
+	}
+	ts.mu.Lock()
+	if ts.byID == nil {
+		ts.byID = map[uint32]*mapping.Type{}
+	}
+	ts.byID[oid] = t
+	ts.mu.Unlock()
+	return t, nil
+}

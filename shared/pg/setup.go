@@ -1,0 +1,157 @@
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+)
+
+// CheckServer verifies what logical replication needs before anything is created, so a
+// misconfigured server fails with the fix rather than a protocol error.
+func CheckServer(ctx context.Context, q Querier) error {
+	var walLevel string
+	if err := q.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
+		return fmt.Errorf("postgres: reading wal_level: %w", err)
+	}
+	if walLevel != "logical" {
+		return fmt.Errorf("postgres: wal_level is %q but Tandem needs wal_level = logical (set it in postgresql.conf or the RDS parameter group, rds.logical_replication = 1, and restart PostgreSQL)", walLevel)
+	}
+	var user string
+	var canReplicate bool
+	err := q.QueryRow(ctx, `
+		SELECT current_user, r.rolreplication OR r.rolsuper OR
+		       coalesce((SELECT pg_has_role(current_user, oid, 'member') FROM pg_roles WHERE rolname = 'rds_replication'), false)
+		FROM pg_roles r WHERE r.rolname = current_user`).Scan(&user, &canReplicate)
+	if err != nil {
+		return fmt.Errorf("postgres: reading role attributes: %w", err)
+	}
+	if !canReplicate {
+		return fmt.Errorf("postgres: role %q lacks the REPLICATION privilege needed for a replication slot: run ALTER ROLE %s REPLICATION (on RDS: GRANT rds_replication TO %s)", user, user, user)
+	}
+	return nil
+}
+
+// EnsurePublication creates the publication if missing (FOR ALL TABLES, or for the given
+// "schema.table" names) and adds any listed table it lacks.
+func EnsurePublication(ctx context.Context, q Querier, name string, tables []string) error {
+	var exists, allTables bool
+	err := q.QueryRow(ctx, "SELECT true, puballtables FROM pg_publication WHERE pubname = $1", name).Scan(&exists, &allTables)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("postgres: reading publication %s: %w", name, err)
+	}
+	ident := pgx.Identifier{name}.Sanitize()
+	if !exists {
+		sql := "CREATE PUBLICATION " + ident + " FOR ALL TABLES"
+		if len(tables) > 0 {
+			sql = "CREATE PUBLICATION " + ident + " FOR TABLE " + qualifiedList(tables)
+		}
+		if _, err := q.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("postgres: creating publication %s (%s): %w", name, sql, err)
+		}
+		return nil
+	}
+	if allTables || len(tables) == 0 {
+		return nil
+	}
+	var missing []string
+	for _, t := range tables {
+		schema, table, _ := strings.Cut(t, ".")
+		var in bool
+		if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)`,
+			name, schema, table).Scan(&in); err != nil {
+			return fmt.Errorf("postgres: reading publication %s: %w", name, err)
+		}
+		if !in {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) > 0 {
+		if _, err := q.Exec(ctx, "ALTER PUBLICATION "+ident+" ADD TABLE "+qualifiedList(missing)); err != nil {
+			return fmt.Errorf("postgres: adding %s to publication %s: %w", strings.Join(missing, ", "), name, err)
+		}
+	}
+	return nil
+}
+
+func qualifiedList(tables []string) string {
+	parts := make([]string, len(tables))
+	for i, t := range tables {
+		schema, table, _ := strings.Cut(t, ".")
+		parts[i] = pgx.Identifier{schema, table}.Sanitize()
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Slot describes the replication slot as PostgreSQL reports it.
+type Slot struct {
+	Name              string
+	Plugin            string
+	Active            bool
+	ActivePID         int32
+	ConfirmedFlushLSN pglogrepl.LSN
+	RestartLSN        pglogrepl.LSN
+	WALStatus         string // reserved, extended, unreserved, lost
+	CurrentLSN        pglogrepl.LSN
+}
+
+// RetainedBytes is how much WAL the slot holds back on the primary.
+func (s Slot) RetainedBytes() uint64 {
+	if s.CurrentLSN < s.RestartLSN {
+		return 0
+	}
+	return uint64(s.CurrentLSN - s.RestartLSN)
+}
+
+// ErrSlotMissing means the slot does not exist.
+var ErrSlotMissing = errors.New("replication slot does not exist")
+
+// ReadSlot returns the slot's state, ErrSlotMissing, or an error for a slot that cannot be
+// used (wrong plugin, WAL removed).
+func ReadSlot(ctx context.Context, q Querier, name string) (Slot, error) {
+	var s Slot
+	var confirmed, restart, current string
+	err := q.QueryRow(ctx, `
+		SELECT slot_name, coalesce(plugin, ''), active, coalesce(active_pid, 0),
+		       coalesce(confirmed_flush_lsn::text, '0/0'), coalesce(restart_lsn::text, '0/0'),
+		       coalesce(wal_status, ''), pg_current_wal_lsn()::text
+		FROM pg_replication_slots WHERE slot_name = $1`, name).
+		Scan(&s.Name, &s.Plugin, &s.Active, &s.ActivePID, &confirmed, &restart, &s.WALStatus, &current)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Slot{}, fmt.Errorf("postgres: slot %q: %w", name, ErrSlotMissing)
+	}
+	if err != nil {
+		return Slot{}, fmt.Errorf("postgres: reading slot %s: %w", name, err)
+	}
+	s.ConfirmedFlushLSN, _ = pglogrepl.ParseLSN(confirmed)
+	s.RestartLSN, _ = pglogrepl.ParseLSN(restart)
+	s.CurrentLSN, _ = pglogrepl.ParseLSN(current)
+	if s.Plugin != "pgoutput" {
+		return s, fmt.Errorf("postgres: slot %q uses plugin %q, Tandem needs a pgoutput slot: drop it or configure another slot name", name, s.Plugin)
+	}
+	if s.WALStatus == "lost" {
+		return s, fmt.Errorf("postgres: slot %q is invalidated (wal_status = lost): the WAL it needed was removed (max_slot_wal_keep_size), so changes were lost; drop the slot and re-run plan to snapshot again", name)
+	}
+	return s, nil
+}
+
+// EnsureSlot creates the pgoutput slot if it does not exist. It returns the slot's start
+// LSN when it was created now, and its confirmed flush LSN otherwise.
+func EnsureSlot(ctx context.Context, q Querier, name string) (lsn pglogrepl.LSN, created bool, err error) {
+	s, err := ReadSlot(ctx, q, name)
+	if err == nil {
+		return s.ConfirmedFlushLSN, false, nil
+	}
+	if !errors.Is(err, ErrSlotMissing) {
+		return 0, false, err
+	}
+	var start string
+	if err := q.QueryRow(ctx, "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')", name).Scan(&start); err != nil {
+		return 0, false, fmt.Errorf("postgres: creating replication slot %s: %w", name, err)
+	}
+	lsn, err = pglogrepl.ParseLSN(start)
+	return lsn, true, err
+}

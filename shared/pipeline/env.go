@@ -1,0 +1,87 @@
+// Package pipeline holds the Lambda handlers' logic (plan, snapshot, finalize) on top of
+// the shared packages, so each functions/<name>/main.go is only wiring. The JSON shapes
+// of their inputs and outputs are what the state machine passes between states.
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"tandem/shared/config"
+	"tandem/shared/control"
+	"tandem/shared/ddb"
+	"tandem/shared/pg"
+	"tandem/shared/schema"
+	"tandem/shared/target"
+)
+
+// Env is what every handler uses: configuration and clients, created once per process
+// (a Lambda container reuses them across invocations).
+type Env struct {
+	Config  *config.Config
+	PG      *pgxpool.Pool
+	DB      *dynamodb.Client
+	Control *control.Store
+	Writer  *target.Writer
+	Types   *pg.Types
+	Log     *slog.Logger
+}
+
+// NewEnv loads the configuration and connects to PostgreSQL and DynamoDB.
+func NewEnv(ctx context.Context) (*Env, error) {
+	cfg, err := config.Load()
+	if err != nil {
+		return nil, err
+	}
+	db, err := ddb.NewClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pg.Open(ctx, cfg.PostgresURL, int32(cfg.SnapshotWriters)+2)
+	if err != nil {
+		return nil, err
+	}
+	return FromParts(cfg, pool, db, NewLogger()), nil
+}
+
+// FromParts assembles an Env from existing clients (tests, the streamer).
+func FromParts(cfg *config.Config, pool *pgxpool.Pool, db *dynamodb.Client, log *slog.Logger) *Env {
+	return &Env{
+		Config:  cfg,
+		PG:      pool,
+		DB:      db,
+		Control: control.New(db, cfg.ControlTable),
+		Writer:  &target.Writer{DB: db, TombstoneTTL: cfg.TombstoneTTL.Duration},
+		Types:   &pg.Types{},
+		Log:     log,
+	}
+}
+
+// NewLogger is Tandem's structured JSON logger (DESIGN §4).
+func NewLogger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// Describe reads a replicated table's definition, with its configured target and key, and
+// validates it.
+func (e *Env) Describe(ctx context.Context, source string) (*schema.Table, error) {
+	s, n, err := config.SplitName(source)
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := e.Config.TableFor(s, n)
+	if !ok {
+		return nil, fmt.Errorf("table %s is not in the configured tables", source)
+	}
+	t, err := pg.DescribeTable(ctx, e.PG, e.Types, s, n, tc.KeyColumns)
+	if err != nil {
+		return nil, err
+	}
+	t.Target = tc.Target
+	return t, t.Validate()
+}

@@ -1,0 +1,140 @@
+// Package precedence is DESIGN.md §2.4–§2.5 in code: which write may replace which item.
+// Every write Tandem makes to a target table carries metadata saying who wrote it and at
+// which WAL position, and is guarded by one of the conditions below, so the order in
+// which snapshot and stream writes reach DynamoDB cannot change the final result.
+package precedence
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// Reserved metadata attributes (DESIGN §3). A source column with one of these names is
+// rejected by Reserved.
+const (
+	AttrLSN     = "__lsn"     // N: commit LSN of the change (stream) or LSN read with the chunk (snapshot)
+	AttrSeq     = "__seq"     // N: order of the change inside its transaction (stream only)
+	AttrSrc     = "__src"     // S: SrcSnapshot or SrcStream
+	AttrDeleted = "__deleted" // BOOL true: tombstone
+	AttrExpires = "__expires" // N: TTL epoch seconds, tombstones only
+
+	SrcSnapshot = "snapshot"
+	SrcStream   = "stream"
+)
+
+// Reserved reports whether a column name collides with Tandem's metadata namespace.
+func Reserved(column string) bool { return len(column) >= 2 && column[:2] == "__" }
+
+// Position orders stream changes: the commit LSN of the transaction, then the change's
+// index inside it. Commit order is the order PostgreSQL applied the changes in.
+type Position struct {
+	LSN uint64
+	Seq uint32
+}
+
+// Less reports whether p happened before q.
+func (p Position) Less(q Position) bool {
+	return p.LSN < q.LSN || (p.LSN == q.LSN && p.Seq < q.Seq)
+}
+
+func (p Position) String() string { return fmt.Sprintf("%X/%X#%d", p.LSN>>32, uint32(p.LSN), p.Seq) }
+
+// Snapshot returns the guard of a snapshot write of a row read in a chunk whose LSN is
+// chunkLSN: it lands only where no stream write ever landed (§2.4: a snapshot never
+// replaces a live row or tombstone of the stream), and never over a snapshot row read later.
+func Snapshot(chunkLSN uint64) expression.ConditionBuilder {
+	return expression.AttributeNotExists(expression.Name(AttrSrc)).Or(
+		expression.Name(AttrSrc).Equal(expression.Value(SrcSnapshot)).
+			And(expression.Name(AttrLSN).LessThanEqual(expression.Value(chunkLSN))))
+}
+
+// Stream returns the guard of a stream write (row, merge or tombstone) of the change at p:
+// it always replaces a snapshot row and never a stream write of a later position, so a
+// replay of the WAL after a crash is harmless.
+func Stream(p Position) expression.ConditionBuilder {
+	return expression.AttributeNotExists(expression.Name(AttrSrc)).Or(
+		expression.Name(AttrSrc).Equal(expression.Value(SrcSnapshot)),
+		expression.Name(AttrLSN).LessThan(expression.Value(p.LSN)),
+		expression.Name(AttrLSN).Equal(expression.Value(p.LSN)).
+			And(expression.Name(AttrSeq).LessThan(expression.Value(p.Seq))))
+}
+
+// Merge guards a partial update (an UPDATE whose unchanged TOAST values were not sent,
+// §2.6): like Stream, but only onto an existing live item, which holds the values the
+// change left out. When it fails, the caller tells "lost" from "no item to merge into".
+func Merge(p Position) expression.ConditionBuilder {
+	return expression.AttributeExists(expression.Name(AttrSrc)).
+		And(expression.AttributeNotExists(expression.Name(AttrDeleted))).
+		And(Stream(p))
+}
+
+// StaleSnapshot matches snapshot rows read before a fence LSN (a TRUNCATE, §2.8): such a
+// row may describe data the fence removed, so it is swept.
+func StaleSnapshot(fenceLSN uint64) expression.ConditionBuilder {
+	return expression.Name(AttrSrc).Equal(expression.Value(SrcSnapshot)).
+		And(expression.Name(AttrLSN).LessThan(expression.Value(fenceLSN)))
+}
+
+// SweepableTombstone matches exactly the tombstone at p that a sweeper read, so a later
+// write to the key is never removed. The caller sweeps only tombstones committed at or
+// before a point no running snapshot had read past (§2.5).
+func SweepableTombstone(p Position) expression.ConditionBuilder {
+	return expression.Name(AttrDeleted).Equal(expression.Value(true)).
+		And(expression.Name(AttrLSN).Equal(expression.Value(p.LSN))).
+		And(expression.Name(AttrSeq).Equal(expression.Value(p.Seq)))
+}
+
+// SnapshotItem adds the snapshot metadata to a mapped row.
+func SnapshotItem(row map[string]types.AttributeValue, chunkLSN uint64) map[string]types.AttributeValue {
+	row[AttrLSN] = number(chunkLSN)
+	row[AttrSrc] = &types.AttributeValueMemberS{Value: SrcSnapshot}
+	return row
+}
+
+// StreamItem adds the stream metadata to a mapped row.
+func StreamItem(row map[string]types.AttributeValue, p Position) map[string]types.AttributeValue {
+	row[AttrLSN] = number(p.LSN)
+	row[AttrSeq] = number(uint64(p.Seq))
+	row[AttrSrc] = &types.AttributeValueMemberS{Value: SrcStream}
+	return row
+}
+
+// Tombstone builds the soft delete of key at p (§2.5), expiring at expiresEpoch as a backstop.
+func Tombstone(key map[string]types.AttributeValue, p Position, expiresEpoch int64) map[string]types.AttributeValue {
+	item := make(map[string]types.AttributeValue, len(key)+5)
+	for k, v := range key {
+		item[k] = v
+	}
+	item[AttrDeleted] = &types.AttributeValueMemberBOOL{Value: true}
+	item[AttrExpires] = number(uint64(expiresEpoch))
+	return StreamItem(item, p)
+}
+
+// ItemPosition reads the stream position and source an item carries.
+func ItemPosition(item map[string]types.AttributeValue) (p Position, src string, ok bool) {
+	s, ok := item[AttrSrc].(*types.AttributeValueMemberS)
+	if !ok {
+		return Position{}, "", false
+	}
+	if n, isN := item[AttrLSN].(*types.AttributeValueMemberN); isN {
+		p.LSN, _ = strconv.ParseUint(n.Value, 10, 64)
+	}
+	if n, isN := item[AttrSeq].(*types.AttributeValueMemberN); isN {
+		seq, _ := strconv.ParseUint(n.Value, 10, 32)
+		p.Seq = uint32(seq)
+	}
+	return p, s.Value, true
+}
+
+// IsTombstone reports whether an item is a soft delete.
+func IsTombstone(item map[string]types.AttributeValue) bool {
+	b, ok := item[AttrDeleted].(*types.AttributeValueMemberBOOL)
+	return ok && b.Value
+}
+
+func number(n uint64) *types.AttributeValueMemberN {
+	return &types.AttributeValueMemberN{Value: strconv.FormatUint(n, 10)}
+}

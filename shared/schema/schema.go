@@ -1,0 +1,167 @@
+// Package schema describes a replicated table and turns its rows, given as PostgreSQL
+// text values, into DynamoDB items and keys. Snapshot and stream both go through here,
+// so a row maps to the same item whichever path wrote it.
+package schema
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"tandem/shared/mapping"
+	"tandem/shared/precedence"
+)
+
+// AttrSortKey is the range key of tables whose key has more than two columns: DynamoDB
+// keys have at most two attributes, so the second and later key columns are combined.
+const AttrSortKey = "__sk"
+
+// Column is one column of a source table.
+type Column struct {
+	Name string
+	Type *mapping.Type
+	// SQLType is format_type() of the column type, used to cast key values given as text.
+	SQLType string
+}
+
+// Table is a source table and where it goes.
+type Table struct {
+	Schema, Name string
+	// OID is the relation's oid (pgoutput's RelationID).
+	OID uint32
+	// Columns in attnum order, dropped columns excluded.
+	Columns []Column
+	// Key holds indexes into Columns of the item key, in key order.
+	Key []int
+	// Target is the DynamoDB table name.
+	Target string
+	// ReplicaIdentity is pg_class.relreplident: 'd' default, 'f' full, 'i' index, 'n' nothing.
+	ReplicaIdentity byte
+	// EstimatedRows is pg_class.reltuples (or -1 when never analysed).
+	EstimatedRows int64
+}
+
+// Source is the qualified "schema.table" name, the table's id in the control table.
+func (t *Table) Source() string { return t.Schema + "." + t.Name }
+
+// Column returns the index of the named column, or -1.
+func (t *Table) Column(name string) int {
+	for i, c := range t.Columns {
+		if c.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// KeyAttribute is one attribute of the DynamoDB key schema.
+type KeyAttribute struct {
+	Name string
+	Type types.ScalarAttributeType
+	Kind types.KeyType
+}
+
+// KeySchema derives the DynamoDB key schema from the item key columns: the first column
+// is the partition key, the second the sort key; with more columns the sort key is
+// AttrSortKey. Validate first: it reports columns that cannot be keys.
+func (t *Table) KeySchema() []KeyAttribute {
+	attrs := make([]KeyAttribute, 0, 2)
+	for i, ci := range t.Key {
+		c := t.Columns[ci]
+		kt, _ := mapping.KeyType(c.Type)
+		switch {
+		case i == 0:
+			attrs = append(attrs, KeyAttribute{c.Name, kt, types.KeyTypeHash})
+		case len(t.Key) == 2:
+			attrs = append(attrs, KeyAttribute{c.Name, kt, types.KeyTypeRange})
+		case i == 1:
+			attrs = append(attrs, KeyAttribute{AttrSortKey, types.ScalarAttributeTypeS, types.KeyTypeRange})
+		}
+	}
+	return attrs
+}
+
+// Validate reports why the table cannot be replicated, naming the table and column.
+func (t *Table) Validate() error {
+	if len(t.Key) == 0 {
+		return fmt.Errorf("table %s has no primary key: add one, or configure key_columns for it (with REPLICA IDENTITY FULL or USING INDEX on those columns)", t.Source())
+	}
+	for _, c := range t.Columns {
+		if precedence.Reserved(c.Name) {
+			return fmt.Errorf("table %s: column %q uses the reserved prefix \"__\" of Tandem's metadata attributes (__lsn, __src, __deleted, ...): rename the column", t.Source(), c.Name)
+		}
+	}
+	for _, ci := range t.Key {
+		c := t.Columns[ci]
+		if _, err := mapping.KeyType(c.Type); err != nil {
+			return fmt.Errorf("table %s: key column %q: %w", t.Source(), c.Name, err)
+		}
+	}
+	return nil
+}
+
+// Item maps a full row: values[i] is the text of Columns[i], nil for SQL NULL (attribute
+// absent).
+func (t *Table) Item(values [][]byte) (map[string]types.AttributeValue, error) {
+	item := make(map[string]types.AttributeValue, len(values)+4)
+	for i, v := range values {
+		if v == nil {
+			continue
+		}
+		av, err := mapping.Value(t.Columns[i].Type, v)
+		if err != nil {
+			return nil, fmt.Errorf("table %s column %s: %w", t.Source(), t.Columns[i].Name, err)
+		}
+		item[t.Columns[i].Name] = av
+	}
+	key, err := t.ItemKey(values)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range key {
+		item[k] = v
+	}
+	return item, nil
+}
+
+// ItemKey maps the key of a row; values is indexed like Columns (only key columns are read).
+func (t *Table) ItemKey(values [][]byte) (map[string]types.AttributeValue, error) {
+	key := make(map[string]types.AttributeValue, 2)
+	var rest []string
+	for i, ci := range t.Key {
+		c := t.Columns[ci]
+		v := values[ci]
+		if v == nil {
+			return nil, fmt.Errorf("table %s: key column %s is NULL", t.Source(), c.Name)
+		}
+		if i >= 1 && len(t.Key) > 2 {
+			rest = append(rest, string(v))
+			continue
+		}
+		av, err := mapping.KeyValue(c.Type, v)
+		if err != nil {
+			return nil, fmt.Errorf("table %s key column %s: %w", t.Source(), c.Name, err)
+		}
+		key[c.Name] = av
+	}
+	if rest != nil {
+		b, _ := json.Marshal(rest)
+		key[AttrSortKey] = &types.AttributeValueMemberS{Value: string(b)}
+	}
+	return key, nil
+}
+
+// KeyString renders a key for logs, errors and dead letters: "id=7" or "a=1,b=x".
+func (t *Table) KeyString(values [][]byte) string {
+	parts := make([]string, len(t.Key))
+	for i, ci := range t.Key {
+		if values[ci] == nil {
+			parts[i] = t.Columns[ci].Name + "=NULL"
+		} else {
+			parts[i] = t.Columns[ci].Name + "=" + string(values[ci])
+		}
+	}
+	return strings.Join(parts, ",")
+}

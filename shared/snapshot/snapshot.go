@@ -1,0 +1,196 @@
+// Package snapshot copies one table into DynamoDB in key-ordered chunks while the
+// streamer runs (DESIGN §2.2–§2.3). Progress is stored after each chunk's writes are
+// durable, so an interrupted copy resumes at the last stored key.
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"tandem/shared/control"
+	"tandem/shared/pg"
+	"tandem/shared/schema"
+	"tandem/shared/target"
+)
+
+// Copier snapshots tables.
+type Copier struct {
+	PG        *pgxpool.Pool
+	Control   *control.Store
+	Writer    *target.Writer
+	ChunkSize int
+	// Writers is how many DynamoDB writes are in flight per chunk.
+	Writers int
+	Log     *slog.Logger
+	// AfterRead, when set, runs after a chunk is read and before it is written; tests use
+	// it to force interleavings with the stream.
+	AfterRead func(ctx context.Context, t *schema.Table, c *pg.Chunk)
+}
+
+// Result is where a table's snapshot stands after Run.
+type Result struct {
+	Table        string `json:"table"`
+	Done         bool   `json:"done"`
+	State        string `json:"state"`
+	RowsCopied   int64  `json:"rows_copied"`
+	RowsEstimate int64  `json:"rows_estimate"`
+	Chunks       int64  `json:"chunks"`
+	// Fenced reports that a TRUNCATE or reset stopped this snapshot.
+	Fenced bool `json:"fenced,omitempty"`
+}
+
+// Run copies chunks of t until the table is done or the deadline is near, and returns
+// the progress. It never holds a transaction across chunks.
+func (c *Copier) Run(ctx context.Context, t *schema.Table, deadline time.Time) (Result, error) {
+	st, err := c.Control.StartSnapshot(ctx, t.Source())
+	if errors.Is(err, control.ErrFenced) {
+		return c.result(ctx, t, true)
+	}
+	if err != nil {
+		return Result{Table: t.Source()}, err
+	}
+	var slowest time.Duration
+	for st.State == control.Running {
+		// Stop while a chunk still fits before the deadline, with a margin for retries.
+		if !deadline.IsZero() && time.Until(deadline) < 2*slowest+5*time.Second {
+			break
+		}
+		began := time.Now()
+		done, rows, err := c.chunk(ctx, t, &st)
+		if errors.Is(err, control.ErrFenced) {
+			return c.fenced(ctx, t)
+		}
+		if err != nil {
+			return Result{Table: t.Source(), State: st.State}, err
+		}
+		st.RowsCopied += int64(rows)
+		st.Chunks++
+		if done {
+			st.State = control.Done
+		}
+		slowest = max(slowest, time.Since(began))
+	}
+	return c.result(ctx, t, false)
+}
+
+// chunk copies one chunk; done reports that the table has no rows after the cursor.
+func (c *Copier) chunk(ctx context.Context, t *schema.Table, st *control.TableState) (done bool, rows int, err error) {
+	ch, err := pg.ReadChunk(ctx, c.PG, t, st.Cursor, c.ChunkSize)
+	if err != nil {
+		return false, 0, err
+	}
+	if len(ch.Rows) == 0 {
+		// B(T): read after the last chunk, so every row the snapshot missed was changed
+		// later and is in the stream at or before it.
+		b, err := pg.CurrentLSN(ctx, c.PG)
+		if err != nil {
+			return false, 0, err
+		}
+		if err := c.Control.FinishSnapshot(ctx, t.Source(), st.Epoch, uint64(b)); err != nil {
+			return false, 0, err
+		}
+		c.Log.Info("snapshot done", "table", t.Source(), "consistent_lsn", b.String(), "rows", st.RowsCopied, "chunks", st.Chunks)
+		return true, 0, nil
+	}
+	if c.AfterRead != nil {
+		c.AfterRead(ctx, t, &ch)
+	}
+	if err := c.write(ctx, t, ch); err != nil {
+		return false, 0, err
+	}
+	if err := c.Control.RecordChunk(ctx, t.Source(), st.Epoch, ch.LastKey, len(ch.Rows), uint64(ch.LSN)); err != nil {
+		return false, 0, err
+	}
+	st.Cursor = ch.LastKey
+	return false, len(ch.Rows), nil
+}
+
+// write puts the chunk's rows with Writers requests in flight and returns once every
+// write is durable (or lost to a stream write, which is the point).
+func (c *Copier) write(ctx context.Context, t *schema.Table, ch pg.Chunk) error {
+	rows := make(chan [][]byte)
+	errs := make(chan error, c.Writers)
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for range c.Writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for row := range rows {
+				if err := c.writeRow(ctx, t, row, uint64(ch.LSN)); err != nil {
+					errs <- err
+					cancel()
+					return
+				}
+			}
+		}()
+	}
+send:
+	for _, row := range ch.Rows {
+		select {
+		case rows <- row:
+		case <-ctx.Done():
+			break send
+		}
+	}
+	close(rows)
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+func (c *Copier) writeRow(ctx context.Context, t *schema.Table, row [][]byte, lsn uint64) error {
+	item, err := t.Item(row)
+	if err != nil {
+		return err
+	}
+	_, err = c.Writer.Snapshot(ctx, t, item, lsn)
+	var tooLarge *target.TooLargeError
+	if errors.As(err, &tooLarge) {
+		// The row cannot exist in DynamoDB; record it and go on rather than stall the table.
+		c.Log.Error("row over the DynamoDB item limit, dead-lettered", "table", t.Source(), "key", t.KeyString(row), "bytes", tooLarge.Size)
+		return c.Control.AddDeadLetter(ctx, control.DeadLetter{Table: t.Source(), Key: t.KeyString(row), LSN: lsn, Source: "snapshot", Reason: err.Error()})
+	}
+	return err
+}
+
+// fenced handles a snapshot stopped by a TRUNCATE: rows of the last chunk may have landed
+// after the truncate's tombstones, so stale snapshot rows are swept before returning.
+func (c *Copier) fenced(ctx context.Context, t *schema.Table) (Result, error) {
+	st, _, err := c.Control.Table(ctx, t.Source())
+	if err != nil {
+		return Result{Table: t.Source()}, err
+	}
+	if st.FenceLSN > 0 {
+		n, err := c.Writer.SweepStaleSnapshot(ctx, t, st.FenceLSN)
+		if err != nil {
+			return Result{Table: t.Source()}, err
+		}
+		c.Log.Info("snapshot fenced by truncate", "table", t.Source(), "stale_rows_swept", n)
+	}
+	return c.result(ctx, t, true)
+}
+
+func (c *Copier) result(ctx context.Context, t *schema.Table, fenced bool) (Result, error) {
+	st, found, err := c.Control.Table(ctx, t.Source())
+	if err != nil {
+		return Result{Table: t.Source()}, err
+	}
+	if !found {
+		return Result{Table: t.Source()}, fmt.Errorf("control: table %s is not planned", t.Source())
+	}
+	return Result{
+		Table: t.Source(), Done: st.State == control.Done, State: st.State, Fenced: fenced,
+		RowsCopied: st.RowsCopied, RowsEstimate: st.RowsEstimate, Chunks: st.Chunks,
+	}, nil
+}

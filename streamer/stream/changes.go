@@ -1,0 +1,298 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"tandem/shared/control"
+	"tandem/shared/pg"
+	"tandem/shared/precedence"
+	"tandem/shared/schema"
+	"tandem/shared/target"
+)
+
+// message applies one pgoutput message.
+func (s *session) message(ctx context.Context, m pglogrepl.Message) error {
+	switch m := m.(type) {
+	case *pglogrepl.RelationMessage:
+		return s.relation(ctx, m)
+	case *pglogrepl.BeginMessage:
+		// Commit order is the order PostgreSQL applied changes in; the commit LSN is known
+		// at Begin, so changes apply as they arrive instead of waiting for the Commit.
+		s.txn, s.commitLSN, s.seq = s.tr.begin(m.CommitTime), m.FinalLSN, 0
+	case *pglogrepl.CommitMessage:
+		s.tr.commit(s.txn, m.TransactionEndLSN)
+		s.txn = nil
+	case *pglogrepl.InsertMessage:
+		return s.row(ctx, m.RelationID, nil, m.Tuple)
+	case *pglogrepl.UpdateMessage:
+		return s.row(ctx, m.RelationID, m.OldTuple, m.NewTuple)
+	case *pglogrepl.DeleteMessage:
+		return s.row(ctx, m.RelationID, m.OldTuple, nil)
+	case *pglogrepl.TruncateMessage:
+		return s.truncate(ctx, m)
+	}
+	return nil
+}
+
+func (s *session) position() precedence.Position {
+	s.seq++
+	return precedence.Position{LSN: uint64(s.commitLSN), Seq: s.seq}
+}
+
+// tuple splits pgoutput tuple data into column texts (nil for NULL) and the columns whose
+// unchanged TOAST value was not sent.
+func tuple(td *pglogrepl.TupleData) (vals [][]byte, unchanged []bool) {
+	vals = make([][]byte, len(td.Columns))
+	for i, c := range td.Columns {
+		switch c.DataType {
+		case pglogrepl.TupleDataTypeText, pglogrepl.TupleDataTypeBinary:
+			vals[i] = c.Data
+		case pglogrepl.TupleDataTypeToast:
+			if unchanged == nil {
+				unchanged = make([]bool, len(td.Columns))
+			}
+			unchanged[i] = true
+		}
+	}
+	return vals, unchanged
+}
+
+// keyText is a row's key as text, the routing key that keeps one key's changes in order.
+func keyText(t *schema.Table, vals [][]byte) []string {
+	key := make([]string, len(t.Key))
+	for i, ci := range t.Key {
+		key[i] = string(vals[ci])
+	}
+	return key
+}
+
+func routingKey(t *schema.Table, key []string) string {
+	return t.Source() + "\x00" + strings.Join(key, "\x00")
+}
+
+// row applies an INSERT (old nil), UPDATE or DELETE (next nil).
+func (s *session) row(ctx context.Context, relID uint32, old, next *pglogrepl.TupleData) error {
+	rel, ok := s.rels[relID]
+	if !ok {
+		return fmt.Errorf("pgoutput: change for relation %d before its Relation message", relID)
+	}
+	p := s.position()
+	t := rel.table
+	if t == nil {
+		return nil
+	}
+	if next == nil {
+		if old == nil {
+			return s.deadLetter(ctx, t, "?", p, "DELETE without old key: the table has REPLICA IDENTITY NOTHING")
+		}
+		oldVals, _ := tuple(old)
+		return s.submitDelete(ctx, t, oldVals, p)
+	}
+	vals, unchanged := tuple(next)
+	if old != nil {
+		// A primary-key update deletes the old key and writes the new one (DESIGN §2.7).
+		oldVals, _ := tuple(old)
+		if oldKey := keyText(t, oldVals); routingKey(t, oldKey) != routingKey(t, keyText(t, vals)) {
+			if err := s.submitDelete(ctx, t, oldVals, p); err != nil {
+				return err
+			}
+		}
+	}
+	if unchanged != nil {
+		return s.submitMerge(ctx, t, vals, unchanged, p)
+	}
+	item, err := t.Item(vals)
+	if err != nil {
+		return s.deadLetter(ctx, t, t.KeyString(vals), p, err.Error())
+	}
+	return s.submit(ctx, t, keyText(t, vals), p, func(ctx context.Context) error {
+		_, err := s.Env.Writer.Stream(ctx, t, item, p)
+		return s.tooLarge(ctx, t, t.KeyString(vals), p, err)
+	})
+}
+
+func (s *session) submitDelete(ctx context.Context, t *schema.Table, oldVals [][]byte, p precedence.Position) error {
+	key, err := t.ItemKey(oldVals)
+	if err != nil {
+		return s.deadLetter(ctx, t, t.KeyString(oldVals), p, err.Error())
+	}
+	return s.submit(ctx, t, keyText(t, oldVals), p, func(ctx context.Context) error {
+		_, err := s.Env.Writer.Delete(ctx, t, key, p)
+		return err
+	})
+}
+
+// submitMerge applies an UPDATE that left unchanged TOAST values out (DESIGN §2.6): merged
+// into the existing item, or, when there is none yet, completed by re-reading the row
+// from PostgreSQL before the position can be acknowledged.
+func (s *session) submitMerge(ctx context.Context, t *schema.Table, vals [][]byte, unchanged []bool, p precedence.Position) error {
+	key, err := t.ItemKey(vals)
+	if err != nil {
+		return s.deadLetter(ctx, t, t.KeyString(vals), p, err.Error())
+	}
+	set, err := t.Item(vals)
+	if err != nil {
+		return s.deadLetter(ctx, t, t.KeyString(vals), p, err.Error())
+	}
+	var remove []string
+	for i, v := range vals {
+		if v == nil && !unchanged[i] {
+			remove = append(remove, t.Columns[i].Name)
+		}
+	}
+	keyVals := keyText(t, vals)
+	return s.submit(ctx, t, keyVals, p, func(ctx context.Context) error {
+		_, missing, err := s.Env.Writer.Merge(ctx, t, key, set, remove, p)
+		if err != nil || !missing {
+			return s.tooLarge(ctx, t, t.KeyString(vals), p, err)
+		}
+		full := append([][]byte(nil), vals...)
+		current, found, err := pg.ReadRow(ctx, s.Env.PG, t, keyVals)
+		if err != nil {
+			return err
+		}
+		// Not found: the row was deleted since; a later DELETE in the stream tombstones
+		// whatever is written now.
+		if found {
+			for i := range full {
+				if unchanged[i] {
+					full[i] = current[i]
+				}
+			}
+		}
+		item, err := t.Item(full)
+		if err != nil {
+			return err
+		}
+		_, err = s.Env.Writer.Stream(ctx, t, item, p)
+		return s.tooLarge(ctx, t, t.KeyString(vals), p, err)
+	})
+}
+
+func (s *session) submit(ctx context.Context, t *schema.Table, key []string, p precedence.Position, write func(context.Context) error) error {
+	run := write
+	if s.BeforeApply != nil {
+		run = func(ctx context.Context) error {
+			s.BeforeApply(ctx, t.Source(), p)
+			return write(ctx)
+		}
+	}
+	return s.ap.submit(ctx, job{key: routingKey(t, key), txn: s.txn, run: s.counted(run)})
+}
+
+// tooLarge turns a row DynamoDB cannot hold into a dead letter, so one bad row does not
+// stall the stream (and the WAL on the primary) forever.
+func (s *session) tooLarge(ctx context.Context, t *schema.Table, key string, p precedence.Position, err error) error {
+	var tl *target.TooLargeError
+	if errors.As(err, &tl) {
+		return s.deadLetter(ctx, t, key, p, err.Error())
+	}
+	return err
+}
+
+func (s *session) deadLetter(ctx context.Context, t *schema.Table, key string, p precedence.Position, reason string) error {
+	s.Env.Log.Error("change dead-lettered", "table", t.Source(), "key", key, "position", p.String(), "reason", reason)
+	s.metrics.deadLetters.Add(1)
+	return s.Env.Control.AddDeadLetter(ctx, control.DeadLetter{Table: t.Source(), Key: key, LSN: p.LSN, Source: "stream", Reason: reason})
+}
+
+// truncate removes every row the tables had before the TRUNCATE (DESIGN §2.8). It is a
+// barrier: earlier changes are written first. The fence stops a running snapshot, whose
+// rows read before the truncate are swept by that snapshot or by finalize.
+func (s *session) truncate(ctx context.Context, m *pglogrepl.TruncateMessage) error {
+	p := s.position()
+	if err := s.ap.drain(); err != nil {
+		return err
+	}
+	for _, id := range m.RelationIDs {
+		rel, ok := s.rels[id]
+		if !ok || rel.table == nil {
+			continue
+		}
+		t := rel.table
+		if err := s.Env.Control.Truncated(ctx, t.Source(), p.LSN); err != nil {
+			return err
+		}
+		n, err := s.Env.Writer.TombstoneAll(ctx, t, p)
+		if err != nil {
+			return err
+		}
+		s.Env.Log.Info("truncate applied", "table", t.Source(), "position", p.String(), "rows_tombstoned", n)
+	}
+	return nil
+}
+
+// relation records a table's shape. A changed shape is a barrier: dropped columns are
+// removed from every item before later changes apply (DESIGN §2.9). A table seen for the
+// first time (e.g. just added to the publication) is planned and snapshotted while the
+// stream goes on.
+func (s *session) relation(ctx context.Context, m *pglogrepl.RelationMessage) error {
+	rel, err := s.describe(ctx, m)
+	if err != nil {
+		return err
+	}
+	prev := s.rels[m.RelationID]
+	s.rels[m.RelationID] = rel
+	if rel.table == nil {
+		if rel.skip != "not in the configured tables" && (prev == nil || prev.skip != rel.skip) {
+			s.Env.Log.Error("table skipped", "table", qualified(m), "reason", rel.skip)
+			return s.Env.Control.AddDeadLetter(ctx, control.DeadLetter{Table: qualified(m), Key: "*", LSN: uint64(s.commitLSN), Source: "stream", Reason: "table cannot be replicated, its changes are skipped: " + rel.skip})
+		}
+		return nil
+	}
+	if prev != nil {
+		if dropped := droppedColumns(prev.msg, m); len(dropped) > 0 {
+			if err := s.ap.drain(); err != nil {
+				return err
+			}
+			for _, col := range dropped {
+				n, err := s.Env.Writer.RemoveAttribute(ctx, rel.table, col)
+				if err != nil {
+					return err
+				}
+				s.Env.Log.Info("dropped column removed from items", "table", rel.table.Source(), "column", col, "items", n)
+			}
+		}
+		return nil
+	}
+	return s.ensurePlanned(ctx, rel.table.Source())
+}
+
+// ensurePlanned snapshots, in this process, a replicated table the plan never saw.
+func (s *session) ensurePlanned(ctx context.Context, source string) error {
+	if _, found, err := s.Env.Control.Table(ctx, source); err != nil || found {
+		return err
+	}
+	if _, loaded := s.started.LoadOrStore(source, true); loaded {
+		return nil
+	}
+	t, err := s.Env.Describe(ctx, source)
+	if err != nil {
+		return err
+	}
+	if *s.Env.Config.CreateTables {
+		if err := target.EnsureTable(ctx, s.Env.DB, t); err != nil {
+			return err
+		}
+	}
+	if _, err := s.Env.Control.Plan(ctx, source, t.Target, t.EstimatedRows, false); err != nil {
+		return err
+	}
+	s.Env.Log.Info("new table in the publication: snapshotting it while streaming", "table", source)
+	s.snapshots.Add(1)
+	go func() {
+		defer s.snapshots.Done()
+		if _, err := s.Env.Copier().Run(ctx, t, time.Time{}); err != nil && ctx.Err() == nil {
+			s.Env.Log.Error("snapshot of new table failed", "table", source, "error", err.Error())
+			_ = s.Env.Control.FailSnapshot(context.WithoutCancel(ctx), source, err.Error())
+		}
+	}()
+	return nil
+}

@@ -1,0 +1,91 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pglogrepl"
+
+	"tandem/shared/config"
+	"tandem/shared/pg"
+	"tandem/shared/schema"
+)
+
+// relation is what the stream knows of a pgoutput relation: the table as the WAL
+// describes it (column order of the tuples), or why its changes are skipped.
+type relation struct {
+	msg   *pglogrepl.RelationMessage
+	table *schema.Table // nil: not replicated
+	skip  string
+}
+
+// describe builds the stream's view of a relation: columns and their order come from the
+// Relation message (that is how tuples are laid out); the item key and the SQL types used
+// to re-read rows come from the catalog and the configuration, as for the snapshot.
+func (s *Streamer) describe(ctx context.Context, m *pglogrepl.RelationMessage) (*relation, error) {
+	rel := &relation{msg: m}
+	tc, ok := s.Env.Config.TableFor(m.Namespace, m.RelationName)
+	if !ok {
+		rel.skip = "not in the configured tables"
+		return rel, nil
+	}
+	cat, err := pg.DescribeTable(ctx, s.Env.PG, s.Env.Types, m.Namespace, m.RelationName, tc.KeyColumns)
+	if errors.Is(err, pg.ErrNoTable) {
+		// Dropped since: its remaining changes still apply, keyed by the replica identity.
+		cat = &schema.Table{Schema: m.Namespace, Name: m.RelationName}
+	} else if err != nil {
+		return nil, err
+	}
+	t := &schema.Table{Schema: m.Namespace, Name: m.RelationName, OID: m.RelationID, Target: tc.Target, ReplicaIdentity: m.ReplicaIdentity}
+	for _, c := range m.Columns {
+		typ, err := s.Env.Types.Lookup(ctx, s.Env.PG, c.DataType)
+		if err != nil {
+			return nil, err
+		}
+		col := schema.Column{Name: c.Name, Type: typ, SQLType: typ.Name}
+		if i := cat.Column(c.Name); i >= 0 {
+			col.SQLType = cat.Columns[i].SQLType
+		}
+		t.Columns = append(t.Columns, col)
+	}
+	for _, ci := range cat.Key {
+		i := t.Column(cat.Columns[ci].Name)
+		if i < 0 {
+			return nil, fmt.Errorf("table %s: key column %s is not in the replication stream's relation", t.Source(), cat.Columns[ci].Name)
+		}
+		t.Key = append(t.Key, i)
+	}
+	if len(t.Key) == 0 && m.ReplicaIdentity != 'f' {
+		for i, c := range m.Columns {
+			if c.Flags&1 != 0 {
+				t.Key = append(t.Key, i)
+			}
+		}
+	}
+	if err := t.Validate(); err != nil {
+		rel.skip = err.Error()
+		return rel, nil
+	}
+	rel.table = t
+	return rel, nil
+}
+
+// droppedColumns lists the columns of old that next no longer has.
+func droppedColumns(old, next *pglogrepl.RelationMessage) []string {
+	keep := map[string]bool{}
+	for _, c := range next.Columns {
+		keep[c.Name] = true
+	}
+	var dropped []string
+	for _, c := range old.Columns {
+		if !keep[c.Name] {
+			dropped = append(dropped, c.Name)
+		}
+	}
+	return dropped
+}
+
+func qualified(m *pglogrepl.RelationMessage) string {
+	return config.QualifiedName(m.Namespace + "." + m.RelationName)
+}

@@ -1,0 +1,285 @@
+// Package stream is the WAL streamer: it consumes the pgoutput replication slot, applies
+// every change to DynamoDB under the precedence rules (concurrently across keys, in WAL
+// order per key), and acknowledges to PostgreSQL only positions whose writes are durable.
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"tandem/shared/control"
+	"tandem/shared/pg"
+	"tandem/shared/pipeline"
+	"tandem/shared/precedence"
+)
+
+// Streamer is one streamer process.
+type Streamer struct {
+	Env *pipeline.Env
+	// Owner names this process in the lease and the checkpoint.
+	Owner string
+	// LeaseTTL is how long the lease outlives a streamer that stopped renewing it.
+	LeaseTTL time.Duration
+	// BeforeApply, when set, runs before each change's write; tests use it to force
+	// interleavings with snapshots.
+	BeforeApply func(ctx context.Context, table string, p precedence.Position)
+
+	tr        tracker
+	snapshots sync.WaitGroup
+	metrics   metrics
+	// started tracks tables whose in-process snapshot already runs.
+	started sync.Map
+}
+
+// ErrPermanent wraps errors a restart cannot fix (configuration, lost slot, lease).
+type permanentError struct{ error }
+
+func (e permanentError) Unwrap() error { return e.error }
+
+// Run streams until ctx is cancelled (SIGTERM) or a permanent error. Connection losses,
+// PostgreSQL restarts included, reconnect with backoff and replay from the last
+// acknowledged position, which the precedence rules make harmless.
+func (s *Streamer) Run(ctx context.Context) error {
+	if s.LeaseTTL == 0 {
+		s.LeaseTTL = 30 * time.Second
+	}
+	log := s.Env.Log.With("owner", s.Owner)
+	if err := s.Env.Control.EnsureTable(ctx); err != nil {
+		return err
+	}
+	if err := s.Env.Control.AcquireLease(ctx, s.Owner, s.LeaseTTL); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go s.renewLease(ctx, cancel)
+	defer func() {
+		s.snapshots.Wait()
+		_ = s.Env.Control.ReleaseLease(context.WithoutCancel(ctx), s.Owner)
+	}()
+
+	backoff := time.Second
+	for {
+		began := time.Now()
+		err := s.session(ctx)
+		if ctx.Err() != nil {
+			if cause := context.Cause(ctx); !errors.Is(cause, context.Canceled) {
+				return cause
+			}
+			log.Info("streamer stopped", "applied_lsn", s.tr.appliedLSN().String())
+			return nil
+		}
+		var perm permanentError
+		if errors.As(err, &perm) {
+			return perm.error
+		}
+		if time.Since(began) > time.Minute {
+			backoff = time.Second
+		}
+		log.Warn("replication session ended, reconnecting", "error", err.Error(), "in", backoff.String())
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+func (s *Streamer) renewLease(ctx context.Context, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(s.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			err := s.Env.Control.AcquireLease(ctx, s.Owner, s.LeaseTTL)
+			var held *control.ErrLeaseHeld
+			if errors.As(err, &held) {
+				cancel(fmt.Errorf("streamer lost its lease: %w", err))
+				return
+			}
+			if err != nil {
+				s.Env.Log.Warn("lease renewal failed", "error", err.Error())
+			}
+		}
+	}
+}
+
+// session is one replication connection, from START_REPLICATION to its end.
+func (s *Streamer) session(ctx context.Context) error {
+	cfg := s.Env.Config
+	if err := pg.CheckServer(ctx, s.Env.PG); err != nil {
+		return permanentError{err}
+	}
+	if _, err := pg.PublicationTables(ctx, s.Env.PG, cfg.Publication); err != nil {
+		return permanentError{err}
+	}
+	if _, err := s.Env.EnsureSlot(ctx, false); err != nil {
+		return permanentError{err}
+	}
+	conn, err := pg.ConnectReplication(ctx, cfg.PostgresURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	err = pglogrepl.StartReplication(ctx, conn, cfg.Slot, 0, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", "publication_names '" + cfg.Publication + "'"},
+	})
+	if err != nil {
+		return fmt.Errorf("START_REPLICATION on slot %s: %w", cfg.Slot, err)
+	}
+	slot, err := pg.ReadSlot(ctx, s.Env.PG, cfg.Slot)
+	if err != nil {
+		return err
+	}
+	s.tr.reset(slot.ConfirmedFlushLSN)
+	s.Env.Log.Info("streaming", "slot", cfg.Slot, "from_lsn", slot.ConfirmedFlushLSN.String())
+
+	// Writes must be able to finish after a SIGTERM, so they get their own context.
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	ap := newApplier(workCtx, cfg.StreamWriters, cfg.MaxInFlight, &s.tr)
+	sess := &session{Streamer: s, conn: conn, ap: ap, rels: map[uint32]*relation{}}
+
+	hbCtx, stopHeartbeat := context.WithCancel(ctx)
+	heartbeatDone := make(chan struct{})
+	go func() { defer close(heartbeatDone); sess.heartbeat(hbCtx) }()
+
+	err = sess.receive(ctx)
+
+	// Let queued writes finish (bounded: ECS allows 30 s after SIGTERM), then
+	// acknowledge what is durable.
+	drained := make(chan struct{})
+	go func() { _ = ap.drain(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(20 * time.Second):
+	}
+	stopHeartbeat()
+	<-heartbeatDone
+	stopWork()
+	ap.close()
+	sess.report(context.WithoutCancel(ctx), true)
+	return err
+}
+
+// session is the state of one replication connection.
+type session struct {
+	*Streamer
+	conn   *pgconn.PgConn
+	connMu sync.Mutex
+	ap     *applier
+	rels   map[uint32]*relation
+
+	txn       *txn
+	commitLSN pglogrepl.LSN
+	seq       uint32
+
+	serverLSN    atomic.Uint64
+	confirmed    pglogrepl.LSN
+	lastRetained time.Time
+	retained     uint64
+}
+
+func (s *session) receive(ctx context.Context) error {
+	for {
+		if err := s.ap.failed(); err != nil {
+			return err
+		}
+		s.connMu.Lock()
+		rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		raw, err := s.conn.ReceiveMessage(rctx)
+		cancel()
+		s.connMu.Unlock()
+		if err != nil {
+			if pgconn.Timeout(err) && ctx.Err() == nil {
+				continue
+			}
+			return fmt.Errorf("receiving from PostgreSQL: %w", err)
+		}
+		switch msg := raw.(type) {
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("replication error from PostgreSQL: %w", pgconn.ErrorResponseToPgError(msg))
+		case *pgproto3.CopyData:
+			if err := s.copyData(ctx, msg.Data); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (s *session) copyData(ctx context.Context, data []byte) error {
+	switch data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		pkm, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+		if err != nil {
+			return err
+		}
+		s.noteServerLSN(pkm.ServerWALEnd)
+		s.tr.idle(pkm.ServerWALEnd)
+		if pkm.ReplyRequested {
+			return s.sendStatus(ctx)
+		}
+	case pglogrepl.XLogDataByteID:
+		xld, err := pglogrepl.ParseXLogData(data[1:])
+		if err != nil {
+			return err
+		}
+		s.noteServerLSN(xld.ServerWALEnd)
+		m, err := pglogrepl.Parse(xld.WALData)
+		if err != nil {
+			return fmt.Errorf("decoding pgoutput message: %w", err)
+		}
+		return s.message(ctx, m)
+	}
+	return nil
+}
+
+func (s *session) noteServerLSN(lsn pglogrepl.LSN) {
+	if uint64(lsn) > s.serverLSN.Load() {
+		s.serverLSN.Store(uint64(lsn))
+	}
+}
+
+// heartbeat acknowledges durable positions and publishes the checkpoint while the
+// receive loop may be blocked (a full queue, a TRUNCATE barrier), so PostgreSQL never
+// times the connection out.
+func (s *session) heartbeat(ctx context.Context) {
+	t := time.NewTicker(s.Env.Config.StatusInterval.Duration)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.sendStatus(ctx); err != nil && ctx.Err() == nil {
+				s.Env.Log.Warn("standby status update failed", "error", err.Error())
+			}
+			s.report(ctx, false)
+		}
+	}
+}
+
+// sendStatus reports the durable position as written, flushed and applied: PostgreSQL
+// may then recycle WAL before it, and nothing after it.
+func (s *session) sendStatus(ctx context.Context) error {
+	applied := s.tr.appliedLSN()
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: applied, WALFlushPosition: applied, WALApplyPosition: applied,
+	})
+	if err == nil {
+		s.confirmed = applied
+	}
+	return err
+}
