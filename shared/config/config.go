@@ -39,6 +39,9 @@ type Config struct {
 	CreateTables *bool `json:"create_tables"`
 	// TombstoneTTL is the DynamoDB TTL backstop put on tombstones.
 	TombstoneTTL Duration `json:"tombstone_ttl"`
+	// LeaseTTL is how long the streamer lease outlives a streamer that stopped renewing it
+	// (a killed task); a successor waits at most that long.
+	LeaseTTL Duration `json:"lease_ttl"`
 	// StatusInterval is how often the streamer reports to PostgreSQL and the control table.
 	StatusInterval Duration `json:"status_interval"`
 }
@@ -128,6 +131,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	durs := map[string]*Duration{
 		"TANDEM_TOMBSTONE_TTL":   &c.TombstoneTTL,
 		"TANDEM_STATUS_INTERVAL": &c.StatusInterval,
+		"TANDEM_LEASE_TTL":       &c.LeaseTTL,
 	}
 	for name, dst := range durs {
 		if v := getenv(name); v != "" {
@@ -182,6 +186,9 @@ func (c *Config) Defaults() {
 	if c.TombstoneTTL.Duration == 0 {
 		c.TombstoneTTL.Duration = 7 * 24 * time.Hour
 	}
+	if c.LeaseTTL.Duration == 0 {
+		c.LeaseTTL.Duration = 30 * time.Second
+	}
 	if c.StatusInterval.Duration == 0 {
 		c.StatusInterval.Duration = time.Second
 	}
@@ -219,6 +226,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TombstoneTTL.Duration < time.Hour {
 		errs = append(errs, fmt.Errorf("config: tombstone_ttl %s must be at least 1h (it must outlive any snapshot)", c.TombstoneTTL))
+	}
+	if c.LeaseTTL.Duration < 3*c.StatusInterval.Duration {
+		errs = append(errs, fmt.Errorf("config: lease_ttl %s must be at least 3 status intervals (%s)", c.LeaseTTL, c.StatusInterval))
 	}
 	seen := map[string]bool{}
 	for i, t := range c.Tables {

@@ -53,9 +53,9 @@ func DescribeTable(ctx context.Context, q Querier, types *Types, schemaName, nam
 
 	rows, err := q.Query(ctx, `
 		SELECT a.attname, a.atttypid, format_type(a.atttypid, NULL),
-		       coalesce(array_position(i.indkey::int2[], a.attnum), 0)
+		       coalesce((SELECT k.n FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(att, n)
+		                 WHERE i.indrelid = a.attrelid AND i.indisprimary AND k.att = a.attnum), 0)::int
 		FROM pg_attribute a
-		LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
 		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
 		ORDER BY a.attnum`, t.OID)
 	if err != nil {

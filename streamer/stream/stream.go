@@ -26,8 +26,6 @@ type Streamer struct {
 	Env *pipeline.Env
 	// Owner names this process in the lease and the checkpoint.
 	Owner string
-	// LeaseTTL is how long the lease outlives a streamer that stopped renewing it.
-	LeaseTTL time.Duration
 	// BeforeApply, when set, runs before each change's write; tests use it to force
 	// interleavings with snapshots.
 	BeforeApply func(ctx context.Context, table string, p precedence.Position)
@@ -48,14 +46,11 @@ func (e permanentError) Unwrap() error { return e.error }
 // PostgreSQL restarts included, reconnect with backoff and replay from the last
 // acknowledged position, which the precedence rules make harmless.
 func (s *Streamer) Run(ctx context.Context) error {
-	if s.LeaseTTL == 0 {
-		s.LeaseTTL = 30 * time.Second
-	}
 	log := s.Env.Log.With("owner", s.Owner)
 	if err := s.Env.Control.EnsureTable(ctx); err != nil {
 		return err
 	}
-	if err := s.Env.Control.AcquireLease(ctx, s.Owner, s.LeaseTTL); err != nil {
+	if err := s.waitForLease(ctx); err != nil || ctx.Err() != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -93,21 +88,53 @@ func (s *Streamer) Run(ctx context.Context) error {
 	}
 }
 
+// waitForLease blocks while another streamer holds the lease: only one process may
+// consume the slot, and a second one started at the same time waits as a standby.
+func (s *Streamer) waitForLease(ctx context.Context) error {
+	ttl := s.Env.Config.LeaseTTL.Duration
+	var lastLog time.Time
+	for {
+		err := s.Env.Control.AcquireLease(ctx, s.Owner, ttl)
+		var held *control.ErrLeaseHeld
+		if !errors.As(err, &held) {
+			return err
+		}
+		if time.Since(lastLog) > time.Minute {
+			s.Env.Log.Warn("waiting as standby", "owner", s.Owner, "reason", err.Error())
+			lastLog = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(ttl / 3):
+		}
+	}
+}
+
 func (s *Streamer) renewLease(ctx context.Context, cancel context.CancelCauseFunc) {
-	t := time.NewTicker(s.LeaseTTL / 3)
+	ttl := s.Env.Config.LeaseTTL.Duration
+	t := time.NewTicker(ttl / 3)
 	defer t.Stop()
+	renewed := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			err := s.Env.Control.AcquireLease(ctx, s.Owner, s.LeaseTTL)
+			err := s.Env.Control.AcquireLease(ctx, s.Owner, ttl)
 			var held *control.ErrLeaseHeld
 			if errors.As(err, &held) {
 				cancel(fmt.Errorf("streamer lost its lease: %w", err))
 				return
 			}
-			if err != nil {
+			switch {
+			case err == nil:
+				renewed = time.Now()
+			case time.Since(renewed) > ttl:
+				// A successor may own the lease by now: stop consuming.
+				cancel(fmt.Errorf("streamer could not renew its lease for %s: %w", ttl, err))
+				return
+			default:
 				s.Env.Log.Warn("lease renewal failed", "error", err.Error())
 			}
 		}
