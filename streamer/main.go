@@ -22,7 +22,7 @@ func main() {
 		os.Exit(1)
 	}
 	host, _ := os.Hostname()
-	s := &stream.Streamer{Env: env, Owner: fmt.Sprintf("%s/%d", host, os.Getpid())}
+	s := &stream.Streamer{Env: env, Owner: fmt.Sprintf("%s/%d", host, os.Getpid()), Metrics: os.Stdout}
 	if err := s.Run(ctx); err != nil {
 		env.Log.Error("streamer failed", "error", err.Error())
 		os.Exit(1)

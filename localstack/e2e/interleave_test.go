@@ -117,7 +117,7 @@ func TestInterleavings(t *testing.T) {
 		f.startStreamer(nil)
 		c := f.env.Copier()
 		c.AfterRead = onChunk(1, func() {
-			f.exec("UPDATE items SET id = 1000 WHERE id = 2") // read by this chunk
+			f.exec("UPDATE items SET id = 1000 WHERE id = 2")  // read by this chunk
 			f.exec("UPDATE items SET id = 2000 WHERE id = 45") // not read yet
 			f.exec("UPDATE items SET id = 70 WHERE id = 1000") // moved again, into the range still to read
 			f.waitCaughtUp()

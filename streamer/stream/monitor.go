@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
+	"io"
 	"sync/atomic"
 	"time"
 
@@ -43,7 +43,8 @@ func (s *session) report(ctx context.Context, final bool) {
 	if now.Sub(s.lastRetained) > 10*time.Second || final {
 		if slot, err := pg.ReadSlot(ctx, s.Env.PG, s.Env.Config.Slot); err == nil {
 			s.retained = slot.RetainedBytes()
-			server = max(server, uint64(slot.CurrentLSN))
+			s.noteServerLSN(slot.CurrentLSN)
+			server = s.serverLSN.Load()
 		}
 		s.lastRetained = now
 	}
@@ -61,21 +62,23 @@ func (s *session) report(ctx context.Context, final bool) {
 	if server > applied {
 		cp.LagBytes = server - applied
 	}
-	if err := s.Env.Control.SaveCheckpoint(ctx, cp); err != nil {
+	if err := s.Env.Control.SaveCheckpoint(ctx, cp); err != nil && ctx.Err() == nil {
 		s.Env.Log.Warn("saving checkpoint failed", "error", err.Error())
 	}
-	if err := s.Env.Control.MarkConsistent(ctx, applied); err != nil {
+	if err := s.Env.Control.MarkConsistent(ctx, applied); err != nil && ctx.Err() == nil {
 		s.Env.Log.Warn("marking consistent tables failed", "error", err.Error())
 	}
 	if now.Sub(s.metrics.lastEMF) >= 10*time.Second || final {
 		s.metrics.lastEMF = now
-		emitEMF(s.Env.Config.Slot, cp)
+		if s.Metrics != nil {
+			emitEMF(s.Metrics, s.Env.Config.Slot, cp)
+		}
 	}
 }
 
-// emitEMF prints one CloudWatch embedded-metric-format record to stdout, which the
-// awslogs driver ships and CloudWatch turns into metrics without API calls.
-func emitEMF(slot string, cp control.Checkpoint) {
+// emitEMF writes one CloudWatch embedded-metric-format record; on stdout, the awslogs
+// driver ships it and CloudWatch turns it into metrics without API calls.
+func emitEMF(w io.Writer, slot string, cp control.Checkpoint) {
 	type metric struct{ Name, Unit string }
 	rec := map[string]any{
 		"_aws": map[string]any{
@@ -96,6 +99,6 @@ func emitEMF(slot string, cp control.Checkpoint) {
 	}
 	b, err := json.Marshal(rec)
 	if err == nil {
-		fmt.Fprintln(os.Stdout, string(b))
+		fmt.Fprintln(w, string(b))
 	}
 }

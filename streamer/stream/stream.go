@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,8 @@ type Streamer struct {
 	// BeforeApply, when set, runs before each change's write; tests use it to force
 	// interleavings with snapshots.
 	BeforeApply func(ctx context.Context, table string, p precedence.Position)
+	// Metrics receives CloudWatch embedded-metric-format records (nil: none).
+	Metrics io.Writer
 
 	tr        tracker
 	snapshots sync.WaitGroup
