@@ -254,18 +254,24 @@ func (f *fixture) diff(source string) string {
 		got[k] = v
 	}
 	var lines []string
+	short := func(s string) string {
+		if len(s) > 240 {
+			return s[:240] + "…"
+		}
+		return s
+	}
 	for k, v := range want {
 		g, ok := got[k]
 		switch {
 		case !ok:
-			lines = append(lines, "missing "+k+" "+v)
+			lines = append(lines, "missing "+k+" "+short(v))
 		case g != v:
-			lines = append(lines, "differs "+k+"\n   want "+v+"\n   got  "+g)
+			lines = append(lines, "differs "+k+"\n   want "+short(v)+"\n   got  "+short(g))
 		}
 	}
 	for k, v := range got {
 		if _, ok := want[k]; !ok {
-			lines = append(lines, "extra   "+k+" "+v)
+			lines = append(lines, "extra   "+k+" "+short(v))
 		}
 	}
 	sort.Strings(lines)

@@ -31,11 +31,19 @@ type TableState struct {
 	// Consistent is set by the streamer once it applied past ConsistentLSN.
 	Consistent bool `dynamodbav:"consistent"`
 	// FenceLSN is the LSN of the last TRUNCATE: snapshot rows read before it are stale.
-	FenceLSN   uint64 `dynamodbav:"fence_lsn,omitempty"`
-	Error      string `dynamodbav:"error,omitempty"`
-	StartedAt  string `dynamodbav:"started_at,omitempty"`
-	FinishedAt string `dynamodbav:"finished_at,omitempty"`
-	UpdatedAt  string `dynamodbav:"updated_at"`
+	FenceLSN uint64 `dynamodbav:"fence_lsn,omitempty"`
+	// FloorLSN is set when a schema change required a new snapshot: stream items
+	// committed before it describe the old shape and may be replaced by it (§2.9).
+	FloorLSN uint64 `dynamodbav:"floor_lsn,omitempty"`
+	// Runner is "streamer" when the streamer runs this snapshot itself (a table added to
+	// the publication, a schema change) and must resume it after a restart.
+	Runner string `dynamodbav:"runner,omitempty"`
+	// Shape is the table's columns ("name:type-oid") as last seen, to detect schema changes.
+	Shape      []string `dynamodbav:"shape,omitempty"`
+	Error      string   `dynamodbav:"error,omitempty"`
+	StartedAt  string   `dynamodbav:"started_at,omitempty"`
+	FinishedAt string   `dynamodbav:"finished_at,omitempty"`
+	UpdatedAt  string   `dynamodbav:"updated_at"`
 }
 
 // IsConsistent is DESIGN §2.3's rule, for a streamer that has applied up to applied.
@@ -86,10 +94,24 @@ func (s *Store) Tables(ctx context.Context) ([]TableState, error) {
 
 func boolPtr(b bool) *bool { return &b }
 
-// Plan registers a table for snapshot. A new table, a failed one, and (with reset) any
-// table become pending; reset also restarts from the first key and fences a running
-// snapshot. It returns the resulting state.
-func (s *Store) Plan(ctx context.Context, source, target string, estimate int64, reset bool) (TableState, error) {
+// PlanOptions says how to (re)plan a table.
+type PlanOptions struct {
+	Target       string
+	RowsEstimate int64
+	// Reset restarts the snapshot from the first key and fences a running one.
+	Reset bool
+	// FloorLSN, with Reset, lets the new snapshot replace stream items committed before it.
+	FloorLSN uint64
+	// Runner records who runs the snapshot ("" for the state machine, RunnerStreamer).
+	Runner string
+}
+
+// RunnerStreamer marks snapshots the streamer runs in-process.
+const RunnerStreamer = "streamer"
+
+// Plan registers a table for snapshot. A new table, a failed one, and (with Reset) any
+// table become pending. It returns the resulting state.
+func (s *Store) Plan(ctx context.Context, source string, o PlanOptions) (TableState, error) {
 	for {
 		cur, found, err := s.Table(ctx, source)
 		if err != nil {
@@ -97,28 +119,37 @@ func (s *Store) Plan(ctx context.Context, source, target string, estimate int64,
 		}
 		now := s.now()
 		if !found {
-			t := TableState{ID: tableID(source), Source: source, Target: target, State: Pending, Epoch: 1, RowsEstimate: estimate, UpdatedAt: now}
+			t := TableState{ID: tableID(source), Source: source, Target: o.Target, State: Pending, Epoch: 1,
+				RowsEstimate: o.RowsEstimate, FloorLSN: o.FloorLSN, Runner: o.Runner, UpdatedAt: now}
 			ok, err := s.put(ctx, t, condPtr(expression.AttributeNotExists(expression.Name("id"))))
 			if err != nil || ok {
 				return t, err
 			}
 			continue
 		}
-		if !reset && cur.State != Failed {
+		if !o.Reset && cur.State != Failed {
 			return cur, nil
 		}
 		upd := expression.Set(nameState, expression.Value(Pending)).
-			Set(expression.Name("target"), expression.Value(target)).
-			Set(expression.Name("rows_estimate"), expression.Value(estimate)).
+			Set(expression.Name("target"), expression.Value(o.Target)).
+			Set(expression.Name("rows_estimate"), expression.Value(o.RowsEstimate)).
 			Set(expression.Name("updated_at"), expression.Value(now)).
 			Remove(expression.Name("error"))
-		if reset {
+		if o.Runner != "" {
+			upd = upd.Set(expression.Name("runner"), expression.Value(o.Runner))
+		} else {
+			upd = upd.Remove(expression.Name("runner"))
+		}
+		if o.Reset {
 			upd = upd.Set(nameEpoch, expression.Value(cur.Epoch+1)).
 				Set(expression.Name("rows_copied"), expression.Value(0)).
 				Set(expression.Name("chunks"), expression.Value(0)).
 				Set(expression.Name("consistent"), expression.Value(false)).
 				Remove(expression.Name("cursor")).Remove(expression.Name("consistent_lsn")).
 				Remove(expression.Name("started_at")).Remove(expression.Name("finished_at"))
+			if o.FloorLSN > 0 {
+				upd = upd.Set(expression.Name("floor_lsn"), expression.Value(o.FloorLSN))
+			}
 		}
 		ok, err := s.update(ctx, tableID(source), upd, condPtr(nameEpoch.Equal(expression.Value(cur.Epoch))))
 		if err != nil {
@@ -220,6 +251,13 @@ func (s *Store) Truncated(ctx context.Context, source string, lsn uint64) error 
 			return err
 		}
 	}
+}
+
+// SetShape records the table's columns as the stream last saw them.
+func (s *Store) SetShape(ctx context.Context, source string, shape []string) error {
+	upd := expression.Set(expression.Name("shape"), expression.Value(shape))
+	_, err := s.update(ctx, tableID(source), upd, condPtr(expression.AttributeExists(expression.Name("id"))))
+	return err
 }
 
 // MarkConsistent flags every done table whose B(T) the streamer has applied past.

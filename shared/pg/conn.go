@@ -25,6 +25,9 @@ func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error
 		cfg.ConnConfig.RuntimeParams[k] = v
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "tandem"
+	// No server-side prepared statements: a cached plan fails with "cached plan must not
+	// change result type" after the DDL that Tandem must replicate through (§2.9).
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
@@ -64,11 +67,14 @@ type Querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
-// CurrentLSN returns pg_current_wal_lsn().
+// CurrentLSN returns the WAL insert position. It is DESIGN's pg_current_wal_lsn(), taken
+// as pg_current_wal_insert_lsn(): with synchronous_commit = off a committed transaction's
+// commit record can lie beyond the write position pg_current_wal_lsn() reports, and a
+// consistency point must not come before any change the read could see.
 func CurrentLSN(ctx context.Context, q Querier) (pglogrepl.LSN, error) {
 	var s string
-	if err := q.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&s); err != nil {
-		return 0, fmt.Errorf("postgres: reading pg_current_wal_lsn(): %w", err)
+	if err := q.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {
+		return 0, fmt.Errorf("postgres: reading pg_current_wal_insert_lsn(): %w", err)
 	}
 	return pglogrepl.ParseLSN(s)
 }

@@ -148,3 +148,19 @@ func (ts *Types) Lookup(ctx context.Context, q Querier, oid uint32) (*mapping.Ty
 	ts.mu.Unlock()
 	return t, nil
 }
+
+// FilledColumns reports which of the named columns may hold non-NULL values in rows that
+// existed before the column was added: those with a default (stored as a "missing" value
+// or written by a table rewrite). Rows are not re-logged for that, so a new snapshot is
+// needed (DESIGN §2.9).
+func FilledColumns(ctx context.Context, q Querier, schemaName, table string, columns []string) ([]string, error) {
+	rows, err := q.Query(ctx, `
+		SELECT a.attname FROM pg_attribute a
+		JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = ANY($3) AND (a.atthasdef OR a.atthasmissing)`,
+		schemaName, table, columns)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: reading column defaults of %s.%s: %w", schemaName, table, err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}

@@ -45,6 +45,9 @@ func EnsurePublication(ctx context.Context, q Querier, name string, tables []str
 	}
 	ident := pgx.Identifier{name}.Sanitize()
 	if !exists {
+		if err := checkIdentity(ctx, q, name, tables); err != nil {
+			return err
+		}
 		sql := "CREATE PUBLICATION " + ident + " FOR ALL TABLES"
 		if len(tables) > 0 {
 			sql = "CREATE PUBLICATION " + ident + " FOR TABLE " + qualifiedList(tables)
@@ -70,11 +73,74 @@ func EnsurePublication(ctx context.Context, q Querier, name string, tables []str
 		}
 	}
 	if len(missing) > 0 {
+		if err := checkIdentity(ctx, q, name, missing); err != nil {
+			return err
+		}
 		if _, err := q.Exec(ctx, "ALTER PUBLICATION "+ident+" ADD TABLE "+qualifiedList(missing)); err != nil {
 			return fmt.Errorf("postgres: adding %s to publication %s: %w", strings.Join(missing, ", "), name, err)
 		}
 	}
 	return nil
+}
+
+// checkIdentity refuses to publish tables whose rows the WAL cannot identify: once such a
+// table is in a publication (which publishes UPDATE and DELETE), PostgreSQL rejects every
+// UPDATE and DELETE on it, breaking the application's writes. tables are "schema.table"
+// names (partitions of a partitioned one included); none means every table, as FOR ALL
+// TABLES publishes (ordinary, permanent, user tables).
+func checkIdentity(ctx context.Context, q Querier, publication string, tables []string) error {
+	rows, err := q.Query(ctx, `
+		SELECT n.nspname || '.' || c.relname, c.relreplident::text
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND c.oid >= 16384
+		  AND ($1::text[] IS NULL OR c.oid IN (
+		        SELECT t.relid FROM unnest($1::text[]) u(name), pg_partition_tree(to_regclass(u.name)) t))
+		  AND CASE c.relreplident
+		        WHEN 'd' THEN NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+		        WHEN 'i' THEN NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)
+		        ELSE c.relreplident = 'n' END
+		ORDER BY 1`, quotedNames(tables))
+	if err != nil {
+		return fmt.Errorf("postgres: checking the replica identity of the tables to publish: %w", err)
+	}
+	var problems []string
+	for rows.Next() {
+		var table, ident string
+		if err := rows.Scan(&table, &ident); err != nil {
+			rows.Close()
+			return fmt.Errorf("postgres: checking the replica identity of the tables to publish: %w", err)
+		}
+		switch ident {
+		case "d":
+			problems = append(problems, "table "+table+" has no primary key and REPLICA IDENTITY DEFAULT")
+		case "i":
+			problems = append(problems, "table "+table+" has REPLICA IDENTITY USING INDEX but that index no longer exists")
+		default:
+			problems = append(problems, "table "+table+" has REPLICA IDENTITY NOTHING")
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("postgres: checking the replica identity of the tables to publish: %w", err)
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("postgres: not creating or extending publication %s: %s; once published, PostgreSQL would reject every UPDATE and DELETE on such a table. "+
+		"Fix each: add a primary key, or ALTER TABLE ... REPLICA IDENTITY FULL (or USING INDEX) and configure its key_columns, "+
+		"or list only the tables to replicate in the configured tables", publication, strings.Join(problems, "; "))
+}
+
+// quotedNames turns "schema.table" names into regclass text (nil stays nil: all tables).
+func quotedNames(tables []string) []string {
+	if len(tables) == 0 {
+		return nil
+	}
+	out := make([]string, len(tables))
+	for i, t := range tables {
+		schema, table, _ := strings.Cut(t, ".")
+		out[i] = pgx.Identifier{schema, table}.Sanitize()
+	}
+	return out
 }
 
 func qualifiedList(tables []string) string {
@@ -117,7 +183,7 @@ func ReadSlot(ctx context.Context, q Querier, name string) (Slot, error) {
 	err := q.QueryRow(ctx, `
 		SELECT slot_name, coalesce(plugin, ''), active, coalesce(active_pid, 0),
 		       coalesce(confirmed_flush_lsn::text, '0/0'), coalesce(restart_lsn::text, '0/0'),
-		       coalesce(wal_status, ''), pg_current_wal_lsn()::text
+		       coalesce(wal_status, ''), pg_current_wal_insert_lsn()::text
 		FROM pg_replication_slots WHERE slot_name = $1`, name).
 		Scan(&s.Name, &s.Plugin, &s.Active, &s.ActivePID, &confirmed, &restart, &s.WALStatus, &current)
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"tandem/shared/config"
+	"tandem/shared/control"
 	"tandem/shared/pg"
 	"tandem/shared/target"
 )
@@ -77,9 +78,14 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 				return out, err
 			}
 		}
-		st, err := e.Control.Plan(ctx, source, t.Target, t.EstimatedRows, in.Reset)
+		st, err := e.Control.Plan(ctx, source, control.PlanOptions{Target: t.Target, RowsEstimate: t.EstimatedRows, Reset: in.Reset})
 		if err != nil {
 			return out, err
+		}
+		if st.Shape == nil {
+			if err := e.Control.SetShape(ctx, source, t.Shape()); err != nil {
+				return out, err
+			}
 		}
 		out.Tables = append(out.Tables, PlanTable{Table: source, Target: t.Target, RowsEstimate: t.EstimatedRows, State: st.State})
 	}

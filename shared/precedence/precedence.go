@@ -18,6 +18,7 @@ const (
 	AttrLSN     = "__lsn"     // N: commit LSN of the change (stream) or LSN read with the chunk (snapshot)
 	AttrSeq     = "__seq"     // N: order of the change inside its transaction (stream only)
 	AttrSrc     = "__src"     // S: SrcSnapshot or SrcStream
+	AttrEpoch   = "__epoch"   // N: the table's snapshot epoch (snapshot only)
 	AttrDeleted = "__deleted" // BOOL true: tombstone
 	AttrExpires = "__expires" // N: TTL epoch seconds, tombstones only
 
@@ -42,13 +43,36 @@ func (p Position) Less(q Position) bool {
 
 func (p Position) String() string { return fmt.Sprintf("%X/%X#%d", p.LSN>>32, uint32(p.LSN), p.Seq) }
 
-// Snapshot returns the guard of a snapshot write of a row read in a chunk whose LSN is
-// chunkLSN: it lands only where no stream write ever landed (§2.4: a snapshot never
-// replaces a live row or tombstone of the stream), and never over a snapshot row read later.
-func Snapshot(chunkLSN uint64) expression.ConditionBuilder {
-	return expression.AttributeNotExists(expression.Name(AttrSrc)).Or(
-		expression.Name(AttrSrc).Equal(expression.Value(SrcSnapshot)).
-			And(expression.Name(AttrLSN).LessThanEqual(expression.Value(chunkLSN))))
+// Read identifies the chunk read a snapshot row comes from.
+type Read struct {
+	// LSN is pg_current_wal_lsn() read inside the chunk's transaction.
+	LSN uint64
+	// Epoch is the table's snapshot epoch: a re-planned snapshot has a higher one, and a
+	// copier fenced out of its epoch must not overwrite the rows of its successor.
+	Epoch int64
+	// Floor is set for a snapshot taken because the table's shape changed (§2.9): stream
+	// items committed before it describe the old shape. Zero otherwise.
+	Floor uint64
+}
+
+// Snapshot returns the guard of a snapshot write of a row read by r: it lands only where
+// no stream write ever landed (§2.4: a snapshot never replaces a live row or tombstone of
+// the stream), and over a snapshot row only if that row is from an older epoch or an
+// earlier read. The one exception is a snapshot after a schema change, whose reads all
+// come after r.Floor: it replaces stream items written in the old shape.
+func Snapshot(r Read) expression.ConditionBuilder {
+	olderSnapshot := expression.Name(AttrSrc).Equal(expression.Value(SrcSnapshot)).And(
+		expression.Or(
+			expression.AttributeNotExists(expression.Name(AttrEpoch)),
+			expression.Name(AttrEpoch).LessThan(expression.Value(r.Epoch)),
+			expression.Name(AttrEpoch).Equal(expression.Value(r.Epoch)).
+				And(expression.Name(AttrLSN).LessThanEqual(expression.Value(r.LSN)))))
+	cond := expression.AttributeNotExists(expression.Name(AttrSrc)).Or(olderSnapshot)
+	if r.Floor > 0 {
+		cond = cond.Or(expression.Name(AttrSrc).Equal(expression.Value(SrcStream)).
+			And(expression.Name(AttrLSN).LessThan(expression.Value(r.Floor))))
+	}
+	return cond
 }
 
 // Stream returns the guard of a stream write (row, merge or tombstone) of the change at p:
@@ -88,13 +112,15 @@ func SweepableTombstone(p Position) expression.ConditionBuilder {
 }
 
 // SnapshotItem adds the snapshot metadata to a mapped row.
-func SnapshotItem(row map[string]types.AttributeValue, chunkLSN uint64) map[string]types.AttributeValue {
-	row[AttrLSN] = number(chunkLSN)
+func SnapshotItem(row map[string]types.AttributeValue, r Read) map[string]types.AttributeValue {
+	row[AttrLSN] = number(r.LSN)
+	row[AttrEpoch] = number(uint64(r.Epoch))
 	row[AttrSrc] = &types.AttributeValueMemberS{Value: SrcSnapshot}
 	return row
 }
 
-// StreamItem adds the stream metadata to a mapped row.
+// StreamItem adds the stream metadata to a mapped row. PutItem replaces the whole item,
+// so snapshot-only metadata does not survive a stream write.
 func StreamItem(row map[string]types.AttributeValue, p Position) map[string]types.AttributeValue {
 	row[AttrLSN] = number(p.LSN)
 	row[AttrSeq] = number(uint64(p.Seq))

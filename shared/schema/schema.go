@@ -46,6 +46,15 @@ type Table struct {
 // Source is the qualified "schema.table" name, the table's id in the control table.
 func (t *Table) Source() string { return t.Schema + "." + t.Name }
 
+// Shape lists the columns as "name:type-oid", what a schema change alters.
+func (t *Table) Shape() []string {
+	shape := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
+		shape[i] = fmt.Sprintf("%s:%d", c.Name, c.Type.OID)
+	}
+	return shape
+}
+
 // Column returns the index of the named column, or -1.
 func (t *Table) Column(name string) int {
 	for i, c := range t.Columns {

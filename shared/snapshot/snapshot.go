@@ -15,6 +15,7 @@ import (
 
 	"tandem/shared/control"
 	"tandem/shared/pg"
+	"tandem/shared/precedence"
 	"tandem/shared/schema"
 	"tandem/shared/target"
 )
@@ -28,6 +29,10 @@ type Copier struct {
 	// Writers is how many DynamoDB writes are in flight per chunk.
 	Writers int
 	Log     *slog.Logger
+	// Runner is who runs this copier: "" for the state machine's Lambda,
+	// control.RunnerStreamer inside the streamer. A copier only runs the snapshots that
+	// are its runner's, so one table never has two copiers.
+	Runner string
 	// AfterRead, when set, runs after a chunk is read and before it is written; tests use
 	// it to force interleavings with the stream.
 	AfterRead func(ctx context.Context, t *schema.Table, c *pg.Chunk)
@@ -54,6 +59,9 @@ func (c *Copier) Run(ctx context.Context, t *schema.Table, deadline time.Time) (
 	}
 	if err != nil {
 		return Result{Table: t.Source()}, err
+	}
+	if st.Runner != c.Runner {
+		return c.result(ctx, t, false)
 	}
 	var slowest time.Duration
 	for st.State == control.Running {
@@ -101,7 +109,7 @@ func (c *Copier) chunk(ctx context.Context, t *schema.Table, st *control.TableSt
 	if c.AfterRead != nil {
 		c.AfterRead(ctx, t, &ch)
 	}
-	if err := c.write(ctx, t, ch); err != nil {
+	if err := c.write(ctx, t, ch, st); err != nil {
 		return false, 0, err
 	}
 	if err := c.Control.RecordChunk(ctx, t.Source(), st.Epoch, ch.LastKey, len(ch.Rows), uint64(ch.LSN)); err != nil {
@@ -113,7 +121,8 @@ func (c *Copier) chunk(ctx context.Context, t *schema.Table, st *control.TableSt
 
 // write puts the chunk's rows with Writers requests in flight and returns once every
 // write is durable (or lost to a stream write, which is the point).
-func (c *Copier) write(ctx context.Context, t *schema.Table, ch pg.Chunk) error {
+func (c *Copier) write(ctx context.Context, t *schema.Table, ch pg.Chunk, st *control.TableState) error {
+	read := precedence.Read{LSN: uint64(ch.LSN), Epoch: st.Epoch, Floor: st.FloorLSN}
 	rows := make(chan [][]byte)
 	errs := make(chan error, c.Writers)
 	var wg sync.WaitGroup
@@ -124,7 +133,7 @@ func (c *Copier) write(ctx context.Context, t *schema.Table, ch pg.Chunk) error 
 		go func() {
 			defer wg.Done()
 			for row := range rows {
-				if err := c.writeRow(ctx, t, row, uint64(ch.LSN)); err != nil {
+				if err := c.writeRow(ctx, t, row, read); err != nil {
 					errs <- err
 					cancel()
 					return
@@ -149,17 +158,17 @@ send:
 	return ctx.Err()
 }
 
-func (c *Copier) writeRow(ctx context.Context, t *schema.Table, row [][]byte, lsn uint64) error {
+func (c *Copier) writeRow(ctx context.Context, t *schema.Table, row [][]byte, read precedence.Read) error {
 	item, err := t.Item(row)
 	if err != nil {
 		return err
 	}
-	_, err = c.Writer.Snapshot(ctx, t, item, lsn)
+	_, err = c.Writer.Snapshot(ctx, t, item, read)
 	var tooLarge *target.TooLargeError
 	if errors.As(err, &tooLarge) {
 		// The row cannot exist in DynamoDB; record it and go on rather than stall the table.
 		c.Log.Error("row over the DynamoDB item limit, dead-lettered", "table", t.Source(), "key", t.KeyString(row), "bytes", tooLarge.Size)
-		return c.Control.AddDeadLetter(ctx, control.DeadLetter{Table: t.Source(), Key: t.KeyString(row), LSN: lsn, Source: "snapshot", Reason: err.Error()})
+		return c.Control.AddDeadLetter(ctx, control.DeadLetter{Table: t.Source(), Key: t.KeyString(row), LSN: read.LSN, Source: "snapshot", Reason: err.Error()})
 	}
 	return err
 }

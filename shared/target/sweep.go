@@ -111,34 +111,3 @@ func (w *Writer) deleteWhere(ctx context.Context, t *schema.Table, filter expres
 	})
 	return n, err
 }
-
-// RemoveAttribute drops a column that no longer exists in the source from every item.
-func (w *Writer) RemoveAttribute(ctx context.Context, t *schema.Table, attr string) (int, error) {
-	n := 0
-	has := expression.AttributeExists(expression.Name(attr))
-	err := w.scan(ctx, t, has, func(item Item) error {
-		// The condition keeps UpdateItem from recreating an item swept meanwhile.
-		expr, err := expression.NewBuilder().WithUpdate(expression.Remove(expression.Name(attr))).
-			WithCondition(expression.AttributeExists(expression.Name(precedence.AttrSrc))).Build()
-		if err != nil {
-			return err
-		}
-		_, err = w.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName:                 &t.Target,
-			Key:                       keyOf(t, item),
-			UpdateExpression:          expr.Update(),
-			ConditionExpression:       expr.Condition(),
-			ExpressionAttributeNames:  expr.Names(),
-			ExpressionAttributeValues: expr.Values(),
-		})
-		if ddb.IsConditionFailed(err) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("dynamodb: removing %s from %s: %w", attr, t.Target, err)
-		}
-		n++
-		return nil
-	})
-	return n, err
-}

@@ -42,9 +42,9 @@ func (e *TooLargeError) Error() string {
 	return fmt.Sprintf("row %s of %s is %d bytes as a DynamoDB item, over the %d-byte item limit", e.Key, e.Table, e.Size, mapping.MaxItemSize)
 }
 
-// Snapshot writes a row read by a snapshot chunk at chunkLSN.
-func (w *Writer) Snapshot(ctx context.Context, t *schema.Table, item Item, chunkLSN uint64) (bool, error) {
-	return w.put(ctx, t, precedence.SnapshotItem(item, chunkLSN), precedence.Snapshot(chunkLSN))
+// Snapshot writes a row read by a snapshot chunk.
+func (w *Writer) Snapshot(ctx context.Context, t *schema.Table, item Item, r precedence.Read) (bool, error) {
+	return w.put(ctx, t, precedence.SnapshotItem(item, r), precedence.Snapshot(r))
 }
 
 // Stream writes the full row of a change at p.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"time"
@@ -229,10 +230,11 @@ func (s *session) truncate(ctx context.Context, m *pglogrepl.TruncateMessage) er
 	return nil
 }
 
-// relation records a table's shape. A changed shape is a barrier: dropped columns are
-// removed from every item before later changes apply (DESIGN §2.9). A table seen for the
-// first time (e.g. just added to the publication) is planned and snapshotted while the
-// stream goes on.
+// relation records a table's shape. A table seen for the first time (e.g. just added to
+// the publication) is planned and snapshotted while the stream goes on. A changed shape
+// that existing items cannot express (a dropped column, a changed type, a new column
+// holding values for old rows) is a barrier followed by a new snapshot of the table
+// whose writes replace the items the stream wrote before the change (DESIGN §2.9).
 func (s *session) relation(ctx context.Context, m *pglogrepl.RelationMessage) error {
 	rel, err := s.describe(ctx, m)
 	if err != nil {
@@ -241,58 +243,122 @@ func (s *session) relation(ctx context.Context, m *pglogrepl.RelationMessage) er
 	prev := s.rels[m.RelationID]
 	s.rels[m.RelationID] = rel
 	if rel.table == nil {
-		if rel.skip != "not in the configured tables" && (prev == nil || prev.skip != rel.skip) {
+		if rel.skip != notConfigured && (prev == nil || prev.skip != rel.skip) {
 			s.Env.Log.Error("table skipped", "table", qualified(m), "reason", rel.skip)
 			return s.Env.Control.AddDeadLetter(ctx, control.DeadLetter{Table: qualified(m), Key: "*", LSN: uint64(s.commitLSN), Source: "stream", Reason: "table cannot be replicated, its changes are skipped: " + rel.skip})
 		}
 		return nil
 	}
-	if prev != nil {
-		if dropped := droppedColumns(prev.msg, m); len(dropped) > 0 {
-			if err := s.ap.drain(); err != nil {
-				return err
-			}
-			for _, col := range dropped {
-				n, err := s.Env.Writer.RemoveAttribute(ctx, rel.table, col)
-				if err != nil {
-					return err
-				}
-				s.Env.Log.Info("dropped column removed from items", "table", rel.table.Source(), "column", col, "items", n)
-			}
-		}
-		return nil
-	}
-	return s.ensurePlanned(ctx, rel.table.Source())
-}
-
-// ensurePlanned snapshots, in this process, a replicated table the plan never saw.
-func (s *session) ensurePlanned(ctx context.Context, source string) error {
-	if _, found, err := s.Env.Control.Table(ctx, source); err != nil || found {
+	t := rel.table
+	st, found, err := s.Env.Control.Table(ctx, t.Source())
+	if err != nil {
 		return err
 	}
-	if _, loaded := s.started.LoadOrStore(source, true); loaded {
+	if !found {
+		s.Env.Log.Info("new table in the publication: snapshotting it while streaming", "table", t.Source())
+		if err := s.plan(ctx, t, control.PlanOptions{}); err != nil {
+			return err
+		}
+		return s.Env.Control.SetShape(ctx, t.Source(), t.Shape())
+	}
+	reason, err := s.reshaped(ctx, t, st.Shape)
+	if err != nil {
+		return err
+	}
+	if reason != "" {
+		// Every change before this transaction is written in the old shape; once they are
+		// durable, a snapshot floored at this commit rewrites them.
+		if err := s.ap.drain(); err != nil {
+			return err
+		}
+		s.Env.Log.Info("table shape changed: snapshotting it again while streaming", "table", t.Source(), "change", reason, "floor_lsn", s.commitLSN.String())
+		if err := s.plan(ctx, t, control.PlanOptions{Reset: true, FloorLSN: uint64(s.commitLSN)}); err != nil {
+			return err
+		}
+	} else if st.State != control.Done && st.Runner == control.RunnerStreamer {
+		// A snapshot this streamer started before a restart: resume it.
+		s.runSnapshot(ctx, t.Source(), st.Epoch)
+	}
+	if slices.Equal(st.Shape, t.Shape()) {
 		return nil
 	}
-	t, err := s.Env.Describe(ctx, source)
+	return s.Env.Control.SetShape(ctx, t.Source(), t.Shape())
+}
+
+// reshaped explains why items written in the recorded shape no longer match the table, or
+// returns "" when they still do (same columns, or only new columns that are NULL in old rows).
+func (s *session) reshaped(ctx context.Context, t *schema.Table, recorded []string) (string, error) {
+	if recorded == nil {
+		return "", nil
+	}
+	now := t.Shape()
+	was := map[string]string{}
+	for _, c := range recorded {
+		name, oid, _ := strings.Cut(c, ":")
+		was[name] = oid
+	}
+	var added []string
+	for i, c := range t.Columns {
+		_, oid, _ := strings.Cut(now[i], ":")
+		switch old, ok := was[c.Name]; {
+		case !ok:
+			added = append(added, c.Name)
+		case old != oid:
+			return "column " + c.Name + " changed type", nil
+		}
+		delete(was, c.Name)
+	}
+	for name := range was {
+		return "column " + name + " dropped", nil
+	}
+	if len(added) > 0 {
+		filled, err := pg.FilledColumns(ctx, s.Env.PG, t.Schema, t.Name, added)
+		if err != nil || len(filled) == 0 {
+			return "", err
+		}
+		return "column " + strings.Join(filled, ", ") + " added with a default", nil
+	}
+	return "", nil
+}
+
+// plan registers a snapshot the streamer runs itself, and starts it.
+func (s *session) plan(ctx context.Context, t *schema.Table, o control.PlanOptions) error {
+	full, err := s.Env.Describe(ctx, t.Source())
 	if err != nil {
 		return err
 	}
 	if *s.Env.Config.CreateTables {
-		if err := target.EnsureTable(ctx, s.Env.DB, t); err != nil {
+		if err := target.EnsureTable(ctx, s.Env.DB, full); err != nil {
 			return err
 		}
 	}
-	if _, err := s.Env.Control.Plan(ctx, source, t.Target, t.EstimatedRows, false); err != nil {
+	o.Target, o.RowsEstimate, o.Runner = full.Target, full.EstimatedRows, control.RunnerStreamer
+	st, err := s.Env.Control.Plan(ctx, t.Source(), o)
+	if err != nil {
 		return err
 	}
-	s.Env.Log.Info("new table in the publication: snapshotting it while streaming", "table", source)
+	s.runSnapshot(ctx, t.Source(), st.Epoch)
+	return nil
+}
+
+// runSnapshot copies a table in the background, once per epoch; a copier of an older
+// epoch is fenced and stops by itself.
+func (s *Streamer) runSnapshot(ctx context.Context, source string, epoch int64) {
+	if _, running := s.started.LoadOrStore(fmt.Sprintf("%s@%d", source, epoch), true); running {
+		return
+	}
 	s.snapshots.Add(1)
 	go func() {
 		defer s.snapshots.Done()
-		if _, err := s.Env.Copier().Run(ctx, t, time.Time{}); err != nil && ctx.Err() == nil {
-			s.Env.Log.Error("snapshot of new table failed", "table", source, "error", err.Error())
+		t, err := s.Env.Describe(ctx, source)
+		if err == nil {
+			c := s.Env.Copier()
+			c.Runner = control.RunnerStreamer
+			_, err = c.Run(ctx, t, time.Time{})
+		}
+		if err != nil && ctx.Err() == nil {
+			s.Env.Log.Error("in-stream snapshot failed", "table", source, "error", err.Error())
 			_ = s.Env.Control.FailSnapshot(context.WithoutCancel(ctx), source, err.Error())
 		}
 	}()
-	return nil
 }

@@ -20,6 +20,8 @@ type relation struct {
 	skip  string
 }
 
+const notConfigured = "not in the configured tables"
+
 // describe builds the stream's view of a relation: columns and their order come from the
 // Relation message (that is how tuples are laid out); the item key and the SQL types used
 // to re-read rows come from the catalog and the configuration, as for the snapshot.
@@ -27,7 +29,7 @@ func (s *Streamer) describe(ctx context.Context, m *pglogrepl.RelationMessage) (
 	rel := &relation{msg: m}
 	tc, ok := s.Env.Config.TableFor(m.Namespace, m.RelationName)
 	if !ok {
-		rel.skip = "not in the configured tables"
+		rel.skip = notConfigured
 		return rel, nil
 	}
 	cat, err := pg.DescribeTable(ctx, s.Env.PG, s.Env.Types, m.Namespace, m.RelationName, tc.KeyColumns)
@@ -69,21 +71,6 @@ func (s *Streamer) describe(ctx context.Context, m *pglogrepl.RelationMessage) (
 	}
 	rel.table = t
 	return rel, nil
-}
-
-// droppedColumns lists the columns of old that next no longer has.
-func droppedColumns(old, next *pglogrepl.RelationMessage) []string {
-	keep := map[string]bool{}
-	for _, c := range next.Columns {
-		keep[c.Name] = true
-	}
-	var dropped []string
-	for _, c := range old.Columns {
-		if !keep[c.Name] {
-			dropped = append(dropped, c.Name)
-		}
-	}
-	return dropped
 }
 
 func qualified(m *pglogrepl.RelationMessage) string {
