@@ -1,10 +1,10 @@
 # Tandem — the README's two commands are `make demo` and `make test`.
 SHELL := /bin/bash
 GO ?= go
-FUNCTIONS := plan snapshot finalize
+FUNCTIONS := plan snapshot finalize status
 BUILD := .build
 
-.PHONY: all build test test-unit test-e2e test-long bench lint fmt demo clean $(addprefix build-,$(FUNCTIONS))
+.PHONY: all build test test-long bench lint fmt demo clean $(addprefix build-,$(FUNCTIONS))
 
 all: build
 
@@ -42,3 +42,7 @@ fmt:
 
 clean:
 	rm -rf $(BUILD)
+
+## demo: the whole pipeline on this machine (PostgreSQL + moto are started and stopped).
+demo:
+	$(GO) run ./localstack/demo

@@ -51,6 +51,25 @@ func TestBadInput(t *testing.T) {
 		}
 	})
 
+	t.Run("table without primary key or replica identity stays writable", func(t *testing.T) {
+		// Once a table is in a publication, PostgreSQL rejects UPDATE and DELETE on it unless
+		// the WAL can identify rows. A failed plan must not leave behind a FOR ALL TABLES
+		// publication that breaks the application's writes.
+		f := newFixture(t, `
+			CREATE TABLE nopk (code text NOT NULL, qty int);
+			INSERT INTO nopk VALUES ('a', 1);
+			CREATE TABLE items (id int PRIMARY KEY);`, nil)
+		_, err := f.env.Plan(f.ctx, pipeline.PlanInput{})
+		wantErr(t, "plan", err, "public.nopk", "no primary key", "REPLICA IDENTITY FULL", "tables")
+		f.exec("UPDATE nopk SET qty = 2")
+		f.assertNoSlot()
+
+		// Replicating only the tables that have a key works and leaves nopk alone.
+		f.cfg.Tables = []config.Table{{Source: "items"}}
+		f.plan()
+		f.exec("UPDATE nopk SET qty = 3")
+	})
+
 	t.Run("wal_level replica", func(t *testing.T) {
 		replica, err := testenv.StartPostgres(testenv.PostgresOptions{WalLevel: "replica"})
 		if err != nil {

@@ -2,14 +2,10 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"os"
-	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"tandem/localstack/testenv"
+	"tandem/localstack/verify"
 	"tandem/shared/config"
 	"tandem/shared/ddb"
 	"tandem/shared/pg"
@@ -224,64 +221,14 @@ func (f *fixture) assertConverged(sources ...string) {
 }
 
 func (f *fixture) diff(source string) string {
-	t := f.table(source)
-	want := map[string]string{}
-	var cursor []string
-	for {
-		ch, err := pg.ReadChunk(f.ctx, f.env.PG, t, cursor, 1000)
-		if err != nil {
-			f.t.Fatal(err)
-		}
-		if len(ch.Rows) == 0 {
-			break
-		}
-		for _, row := range ch.Rows {
-			item, err := t.Item(row)
-			if err != nil {
-				f.t.Fatal(err)
-			}
-			k, v := canonItem(t, item)
-			want[k] = v
-		}
-		cursor = ch.LastKey
+	res, err := verify.Compare(f.ctx, f.env.PG, f.db, f.table(source))
+	if err != nil {
+		f.t.Fatal(err)
 	}
-	got := map[string]string{}
-	for _, item := range f.scan(t.Target) {
-		if precedence.IsTombstone(item) {
-			continue
-		}
-		k, v := canonItem(t, item)
-		got[k] = v
+	if res.Equal() {
+		return ""
 	}
-	var lines []string
-	short := func(s string) string {
-		if len(s) > 240 {
-			return s[:240] + "…"
-		}
-		return s
-	}
-	for k, v := range want {
-		g, ok := got[k]
-		switch {
-		case !ok:
-			lines = append(lines, "missing "+k+" "+short(v))
-		case g != v:
-			lines = append(lines, "differs "+k+"\n   want "+short(v)+"\n   got  "+short(g))
-		}
-	}
-	for k, v := range got {
-		if _, ok := want[k]; !ok {
-			lines = append(lines, "extra   "+k+" "+short(v))
-		}
-	}
-	sort.Strings(lines)
-	if len(lines) > 20 {
-		lines = append(lines[:20], fmt.Sprintf("... and %d more", len(lines)-20))
-	}
-	if len(lines) > 0 {
-		lines = append([]string{fmt.Sprintf("(%d rows in PostgreSQL, %d live items in DynamoDB)", len(want), len(got))}, lines...)
-	}
-	return strings.Join(lines, "\n")
+	return res.String()
 }
 
 func (f *fixture) scan(table string) []map[string]types.AttributeValue {
@@ -310,58 +257,6 @@ func (f *fixture) item(source string, key map[string]types.AttributeValue) map[s
 
 func intKey(name string, v int) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{name: &types.AttributeValueMemberN{Value: fmt.Sprint(v)}}
-}
-
-// canonItem renders an item's key and its user attributes (metadata stripped) in a
-// canonical text, numbers compared by value.
-func canonItem(t *schema.Table, item map[string]types.AttributeValue) (key, value string) {
-	user := map[string]any{}
-	for k, v := range item {
-		if !strings.HasPrefix(k, "__") {
-			user[k] = canon(v)
-		}
-	}
-	keyAttrs := map[string]any{}
-	for _, k := range t.KeySchema() {
-		keyAttrs[k.Name] = canon(item[k.Name])
-	}
-	kb, _ := json.Marshal(keyAttrs)
-	vb, _ := json.Marshal(user)
-	return string(kb), string(vb)
-}
-
-func canon(v types.AttributeValue) any {
-	switch v := v.(type) {
-	case *types.AttributeValueMemberS:
-		return map[string]any{"S": v.Value}
-	case *types.AttributeValueMemberN:
-		r, ok := new(big.Rat).SetString(v.Value)
-		if !ok {
-			return map[string]any{"N?": v.Value}
-		}
-		return map[string]any{"N": r.RatString()}
-	case *types.AttributeValueMemberB:
-		return map[string]any{"B": v.Value}
-	case *types.AttributeValueMemberBOOL:
-		return map[string]any{"BOOL": v.Value}
-	case *types.AttributeValueMemberNULL:
-		return map[string]any{"NULL": true}
-	case *types.AttributeValueMemberL:
-		l := make([]any, len(v.Value))
-		for i, e := range v.Value {
-			l[i] = canon(e)
-		}
-		return map[string]any{"L": l}
-	case *types.AttributeValueMemberM:
-		m := map[string]any{}
-		for k, e := range v.Value {
-			m[k] = canon(e)
-		}
-		return map[string]any{"M": m}
-	case nil:
-		return nil
-	}
-	return fmt.Sprintf("%T", v)
 }
 
 // gate blocks streamed writes while closed: tests use it to make a snapshot write land

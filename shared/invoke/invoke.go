@@ -32,13 +32,15 @@ func Start[In, Out any](handler func(context.Context, In) (Out, error)) {
 	os.Exit(0)
 }
 
-// Once decodes the event (args[0], or stdin when absent or "-"), runs the handler and
-// encodes its result.
+// Once decodes the event (args[0], or stdin when it is "-"; no argument is the empty
+// event), runs the handler and encodes its result.
 func Once[In, Out any](ctx context.Context, handler func(context.Context, In) (Out, error), args []string, stdin io.Reader) ([]byte, error) {
 	var raw []byte
-	if len(args) > 0 && args[0] != "-" {
+	switch {
+	case len(args) == 0:
+	case args[0] != "-":
 		raw = []byte(args[0])
-	} else {
+	default:
 		b, err := io.ReadAll(stdin)
 		if err != nil {
 			return nil, err

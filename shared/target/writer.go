@@ -5,7 +5,9 @@ package target
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
 
 	"tandem/shared/ddb"
 	"tandem/shared/mapping"
@@ -73,6 +76,10 @@ func (w *Writer) put(ctx context.Context, t *schema.Table, item Item, cond expre
 		ExpressionAttributeNames:  expr.Names(),
 		ExpressionAttributeValues: expr.Values(),
 	})
+	if isItemTooLarge(err) {
+		// ItemSize is an estimate; DynamoDB has the last word.
+		return false, &TooLargeError{Table: t.Source(), Key: keyString(t, item), Size: mapping.ItemSize(item)}
+	}
 	return w.outcome(t, err)
 }
 
@@ -116,6 +123,11 @@ func (w *Writer) Merge(ctx context.Context, t *schema.Table, key, set Item, remo
 		return false, false, nil
 	}
 	return false, true, nil
+}
+
+func isItemTooLarge(err error) bool {
+	var api smithy.APIError
+	return errors.As(err, &api) && api.ErrorCode() == "ValidationException" && strings.Contains(api.ErrorMessage(), "Item size")
 }
 
 func (w *Writer) outcome(t *schema.Table, err error) (bool, error) {

@@ -1,0 +1,87 @@
+package pipeline
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"tandem/shared/control"
+	"tandem/shared/pg"
+)
+
+// StatusOutput is what an operator sees (DESIGN §4).
+type StatusOutput struct {
+	Streamer StreamerStatus `json:"streamer"`
+	Tables   []TableStatus  `json:"tables"`
+	// DeadLetters counts changes Tandem could not apply (see the control table's
+	// "deadletter#" items).
+	DeadLetters int64 `json:"dead_letters"`
+}
+
+// StreamerStatus is the streamer's last checkpoint, plus the slot as PostgreSQL sees it.
+type StreamerStatus struct {
+	Owner         string  `json:"owner"`
+	AppliedLSN    string  `json:"applied_lsn"`
+	ConfirmedLSN  string  `json:"confirmed_lsn"`
+	LagBytes      uint64  `json:"lag_bytes"`
+	LagSeconds    float64 `json:"lag_seconds"`
+	RetainedWAL   uint64  `json:"retained_wal_bytes"`
+	ChangesPerSec float64 `json:"changes_per_second"`
+	Changes       int64   `json:"changes_applied"`
+	UpdatedAt     string  `json:"updated_at"`
+	// SlotActive reports whether a process is consuming the slot right now.
+	SlotActive bool `json:"slot_active"`
+}
+
+// TableStatus is one table's snapshot progress and consistency.
+type TableStatus struct {
+	Table         string `json:"table"`
+	Target        string `json:"target"`
+	State         string `json:"state"`
+	RowsCopied    int64  `json:"rows_copied"`
+	RowsEstimate  int64  `json:"rows_estimate"`
+	Chunks        int64  `json:"chunks"`
+	ConsistentLSN string `json:"consistent_lsn,omitempty"`
+	Consistent    bool   `json:"consistent"`
+	Error         string `json:"error,omitempty"`
+}
+
+// Status reads the control table and the slot.
+func (e *Env) Status(ctx context.Context, _ struct{}) (StatusOutput, error) {
+	var out StatusOutput
+	cp, err := e.Control.Checkpoint(ctx)
+	if err != nil {
+		return out, err
+	}
+	out.Streamer = StreamerStatus{
+		Owner: cp.Owner, AppliedLSN: pglogrepl.LSN(cp.AppliedLSN).String(), ConfirmedLSN: pglogrepl.LSN(cp.ConfirmedLSN).String(),
+		LagBytes: cp.LagBytes, LagSeconds: cp.LagSeconds, RetainedWAL: cp.RetainedBytes, ChangesPerSec: cp.ChangesPerSec,
+		Changes: cp.Changes, UpdatedAt: cp.UpdatedAt,
+	}
+	out.DeadLetters = cp.DeadLetters
+	if slot, err := pg.ReadSlot(ctx, e.PG, e.Config.Slot); err == nil {
+		out.Streamer.SlotActive = slot.Active
+		out.Streamer.RetainedWAL = slot.RetainedBytes()
+		if slot.CurrentLSN > pglogrepl.LSN(cp.AppliedLSN) {
+			out.Streamer.LagBytes = uint64(slot.CurrentLSN) - cp.AppliedLSN
+		}
+	}
+	if t, err := time.Parse(time.RFC3339Nano, cp.UpdatedAt); err == nil && time.Since(t) > time.Minute {
+		// A checkpoint this old means no streamer is running: its lag is growing.
+		out.Streamer.LagSeconds = max(out.Streamer.LagSeconds, time.Since(t).Seconds())
+	}
+	tables, err := e.Control.Tables(ctx)
+	if err != nil {
+		return out, err
+	}
+	for _, t := range tables {
+		ts := TableStatus{Table: t.Source, Target: t.Target, State: t.State, RowsCopied: t.RowsCopied, RowsEstimate: t.RowsEstimate,
+			Chunks: t.Chunks, Consistent: t.IsConsistent(cp.AppliedLSN), Error: t.Error}
+		if t.State == control.Done {
+			ts.ConsistentLSN = pglogrepl.LSN(t.ConsistentLSN).String()
+		}
+		out.Tables = append(out.Tables, ts)
+	}
+	return out, nil
+}
