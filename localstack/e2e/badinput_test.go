@@ -234,6 +234,30 @@ func TestBadInput(t *testing.T) {
 		wantErr(t, "streamer", err, `"no_such_pub"`, "does not exist")
 		f.assertNoSlot() // no slot holding WAL for a streamer that cannot run
 	})
+
+	t.Run("lost slot", func(t *testing.T) {
+		f := newFixture(t, "CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items VALUES (1, 'a'), (2, 'b')", nil)
+		f.plan()
+		f.snapshot("public.items")
+		// Changes made while the slot is gone are not in any stream.
+		f.exec("SELECT pg_drop_replication_slot($1)", f.cfg.Slot)
+		f.exec("UPDATE items SET v = 'lost' WHERE id = 1")
+		_, err := f.env.Plan(f.ctx, pipeline.PlanInput{})
+		wantErr(t, "plan", err, f.cfg.Slot, "no longer exists", "reset")
+		err = runStreamer(t, f.env, 30*time.Second)
+		wantErr(t, "streamer", err, f.cfg.Slot, "no longer exists")
+		f.assertNoSlot() // refusing must not quietly create a new slot either
+
+		// The documented way out: a reset re-snapshots every table from a new slot.
+		out, err := f.env.Plan(f.ctx, pipeline.PlanInput{Reset: true})
+		if err != nil || len(out.Tables) != 1 || out.Tables[0].State != "pending" {
+			t.Fatalf("plan with reset: %+v %v", out, err)
+		}
+		f.startStreamer(nil)
+		f.snapshot("public.items")
+		f.waitCaughtUp()
+		f.assertConverged("public.items")
+	})
 }
 
 // wantErr fails unless err is non-nil and contains every phrase.

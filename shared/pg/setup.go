@@ -204,20 +204,21 @@ func ReadSlot(ctx context.Context, q Querier, name string) (Slot, error) {
 	return s, nil
 }
 
-// EnsureSlot creates the pgoutput slot if it does not exist. It returns the slot's start
-// LSN when it was created now, and its confirmed flush LSN otherwise.
-func EnsureSlot(ctx context.Context, q Querier, name string) (lsn pglogrepl.LSN, created bool, err error) {
-	s, err := ReadSlot(ctx, q, name)
-	if err == nil {
-		return s.ConfirmedFlushLSN, false, nil
-	}
-	if !errors.Is(err, ErrSlotMissing) {
-		return 0, false, err
-	}
+// CreateSlot creates the pgoutput slot and returns its start LSN, the point from which
+// the stream holds every change (DESIGN §2.1).
+func CreateSlot(ctx context.Context, q Querier, name string) (pglogrepl.LSN, error) {
 	var start string
 	if err := q.QueryRow(ctx, "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')", name).Scan(&start); err != nil {
-		return 0, false, fmt.Errorf("postgres: creating replication slot %s: %w", name, err)
+		return 0, fmt.Errorf("postgres: creating replication slot %s: %w", name, err)
 	}
-	lsn, err = pglogrepl.ParseLSN(start)
-	return lsn, true, err
+	return pglogrepl.ParseLSN(start)
+}
+
+// DropSlot drops the slot if it exists and is not in use.
+func DropSlot(ctx context.Context, q Querier, name string) error {
+	_, err := q.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", name)
+	if err != nil {
+		return fmt.Errorf("postgres: dropping replication slot %s: %w", name, err)
+	}
+	return nil
 }

@@ -99,25 +99,37 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 	return out, nil
 }
 
-// EnsureSlot creates the slot and records its start LSN A before any snapshot reads. A
-// slot that Tandem recorded but that no longer exists means changes were lost: that needs
-// an explicit reset, which re-snapshots every table.
+// EnsureSlot makes sure the slot exists, creating it and recording its start LSN A
+// before any snapshot reads (DESIGN §2.1). A slot Tandem recorded that is gone or
+// invalidated means changes were lost: that is an error unless reset, which starts over
+// with a new slot (and plan re-snapshots every table).
 func (e *Env) EnsureSlot(ctx context.Context, reset bool) (pglogrepl.LSN, error) {
+	name := e.Config.Slot
 	rec, recorded, err := e.Control.Slot(ctx)
 	if err != nil {
 		return 0, err
 	}
-	start, created, err := pg.EnsureSlot(ctx, e.PG, e.Config.Slot)
-	if err != nil {
+	recorded = recorded && rec.Slot == name
+	slot, err := pg.ReadSlot(ctx, e.PG, name)
+	switch {
+	case err == nil:
+		if !recorded {
+			return slot.ConfirmedFlushLSN, e.Control.RecordSlot(ctx, name, uint64(slot.ConfirmedFlushLSN))
+		}
+		return slot.ConfirmedFlushLSN, nil
+	case !reset && errors.Is(err, pg.ErrSlotMissing) && recorded:
+		return 0, fmt.Errorf("replication slot %s, created by Tandem at LSN %s, no longer exists (dropped or lost): changes since then are lost; run plan with {\"reset\": true} to snapshot every table again", name, pglogrepl.LSN(rec.StartLSN))
+	case !reset && !errors.Is(err, pg.ErrSlotMissing):
 		return 0, err
-	}
-	if created && recorded && rec.Slot == e.Config.Slot && !reset {
-		return 0, fmt.Errorf("plan: replication slot %s, created by Tandem at LSN %d, no longer existed (dropped or lost): changes since then are lost, so run plan with {\"reset\": true} to snapshot every table again", e.Config.Slot, rec.StartLSN)
-	}
-	if created || !recorded {
-		if err := e.Control.RecordSlot(ctx, e.Config.Slot, uint64(start)); err != nil {
+	case reset:
+		if err := pg.DropSlot(ctx, e.PG, name); err != nil {
 			return 0, err
 		}
 	}
-	return start, nil
+	start, err := pg.CreateSlot(ctx, e.PG, name)
+	if err != nil {
+		return 0, err
+	}
+	e.Log.Info("replication slot created", "slot", name, "start_lsn", start.String())
+	return start, e.Control.RecordSlot(ctx, name, uint64(start))
 }
