@@ -78,3 +78,14 @@ func CurrentLSN(ctx context.Context, q Querier) (pglogrepl.LSN, error) {
 	}
 	return pglogrepl.ParseLSN(s)
 }
+
+// Misconfigured is an error no retry can fix: the server, the role, the publication or
+// the slot is not what Tandem needs. The message says what to change.
+type Misconfigured struct{ msg string }
+
+func (e *Misconfigured) Error() string { return e.msg }
+
+// Misconfiguredf formats a Misconfigured error.
+func Misconfiguredf(format string, args ...any) error {
+	return &Misconfigured{msg: fmt.Sprintf(format, args...)}
+}

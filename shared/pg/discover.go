@@ -19,7 +19,7 @@ func PublicationTables(ctx context.Context, q Querier, publication string) ([]st
 		return nil, fmt.Errorf("postgres: reading publication %s: %w", publication, err)
 	}
 	if !exists {
-		return nil, fmt.Errorf("postgres: publication %q does not exist: run the plan handler (it creates it) or CREATE PUBLICATION %s FOR ALL TABLES", publication, publication)
+		return nil, Misconfiguredf("postgres: publication %q does not exist: run the plan handler (it creates it) or CREATE PUBLICATION %s FOR ALL TABLES", publication, publication)
 	}
 	rows, err := q.Query(ctx, "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1", publication)
 	if err != nil {

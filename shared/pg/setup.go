@@ -18,7 +18,7 @@ func CheckServer(ctx context.Context, q Querier) error {
 		return fmt.Errorf("postgres: reading wal_level: %w", err)
 	}
 	if walLevel != "logical" {
-		return fmt.Errorf("postgres: wal_level is %q but Tandem needs wal_level = logical (set it in postgresql.conf or the RDS parameter group, rds.logical_replication = 1, and restart PostgreSQL)", walLevel)
+		return Misconfiguredf("postgres: wal_level is %q but Tandem needs wal_level = logical (set it in postgresql.conf or the RDS parameter group, rds.logical_replication = 1, and restart PostgreSQL)", walLevel)
 	}
 	var user string
 	var canReplicate bool
@@ -30,7 +30,7 @@ func CheckServer(ctx context.Context, q Querier) error {
 		return fmt.Errorf("postgres: reading role attributes: %w", err)
 	}
 	if !canReplicate {
-		return fmt.Errorf("postgres: role %q lacks the REPLICATION privilege needed for a replication slot: run ALTER ROLE %s REPLICATION (on RDS: GRANT rds_replication TO %s)", user, user, user)
+		return Misconfiguredf("postgres: role %q lacks the REPLICATION privilege needed for a replication slot: run ALTER ROLE %s REPLICATION (on RDS: GRANT rds_replication TO %s)", user, user, user)
 	}
 	return nil
 }
@@ -196,10 +196,10 @@ func ReadSlot(ctx context.Context, q Querier, name string) (Slot, error) {
 	s.RestartLSN, _ = pglogrepl.ParseLSN(restart)
 	s.CurrentLSN, _ = pglogrepl.ParseLSN(current)
 	if s.Plugin != "pgoutput" {
-		return s, fmt.Errorf("postgres: slot %q uses plugin %q, Tandem needs a pgoutput slot: drop it or configure another slot name", name, s.Plugin)
+		return s, Misconfiguredf("postgres: slot %q uses plugin %q, Tandem needs a pgoutput slot: drop it or configure another slot name", name, s.Plugin)
 	}
 	if s.WALStatus == "lost" {
-		return s, fmt.Errorf("postgres: slot %q is invalidated (wal_status = lost): the WAL it needed was removed (max_slot_wal_keep_size), so changes were lost; drop the slot and re-run plan to snapshot again", name)
+		return s, Misconfiguredf("postgres: slot %q is invalidated (wal_status = lost): the WAL it needed was removed (max_slot_wal_keep_size), so changes were lost; drop the slot and re-run plan to snapshot again", name)
 	}
 	return s, nil
 }

@@ -118,7 +118,7 @@ func (e *Env) EnsureSlot(ctx context.Context, reset bool) (pglogrepl.LSN, error)
 		}
 		return slot.ConfirmedFlushLSN, nil
 	case !reset && errors.Is(err, pg.ErrSlotMissing) && recorded:
-		return 0, fmt.Errorf("replication slot %s, created by Tandem at LSN %s, no longer exists (dropped or lost): changes since then are lost; run plan with {\"reset\": true} to snapshot every table again", name, pglogrepl.LSN(rec.StartLSN))
+		return 0, pg.Misconfiguredf("replication slot %s, created by Tandem at LSN %s, no longer exists (dropped or lost): changes since then are lost; run plan with {\"reset\": true} to snapshot every table again", name, pglogrepl.LSN(rec.StartLSN))
 	case !reset && !errors.Is(err, pg.ErrSlotMissing):
 		return 0, err
 	case reset:

@@ -40,10 +40,20 @@ type Streamer struct {
 	started sync.Map
 }
 
-// ErrPermanent wraps errors a restart cannot fix (configuration, lost slot, lease).
+// permanentError wraps errors a reconnect cannot fix.
 type permanentError struct{ error }
 
 func (e permanentError) Unwrap() error { return e.error }
+
+// classify makes a misconfiguration permanent; anything else (PostgreSQL restarting, a
+// network blip) is retried by reconnecting.
+func classify(err error) error {
+	var m *pg.Misconfigured
+	if errors.As(err, &m) {
+		return permanentError{err}
+	}
+	return err
+}
 
 // Run streams until ctx is cancelled (SIGTERM) or a permanent error. Connection losses,
 // PostgreSQL restarts included, reconnect with backoff and replay from the last
@@ -148,13 +158,13 @@ func (s *Streamer) renewLease(ctx context.Context, cancel context.CancelCauseFun
 func (s *Streamer) session(ctx context.Context) error {
 	cfg := s.Env.Config
 	if err := pg.CheckServer(ctx, s.Env.PG); err != nil {
-		return permanentError{err}
+		return classify(err)
 	}
 	if _, err := pg.PublicationTables(ctx, s.Env.PG, cfg.Publication); err != nil {
-		return permanentError{err}
+		return classify(err)
 	}
 	if _, err := s.Env.EnsureSlot(ctx, false); err != nil {
-		return permanentError{err}
+		return classify(err)
 	}
 	conn, err := pg.ConnectReplication(ctx, cfg.PostgresURL)
 	if err != nil {
