@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 
 // fixture is one test's world: its own database, slot, control table and target tables.
 type fixture struct {
-	t    *testing.T
+	t    testing.TB
 	ctx  context.Context
 	name string
 	url  string
@@ -58,7 +58,7 @@ type fixture struct {
 	db  *dynamodb.Client
 }
 
-func newFixture(t *testing.T, ddl string, configure func(*config.Config)) *fixture {
+func newFixture(t testing.TB, ddl string, configure func(*config.Config)) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -291,7 +291,7 @@ func (g *gate) release() {
 var errTimeout = errors.New("timeout")
 
 // eventually polls cond until it holds or 60 s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {

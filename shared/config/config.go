@@ -125,6 +125,9 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 			if err != nil {
 				return fmt.Errorf("config: %s=%q is not an integer", name, v)
 			}
+			if n <= 0 {
+				return fmt.Errorf("config: %s=%d must be positive", name, n)
+			}
 			*dst = n
 		}
 	}
