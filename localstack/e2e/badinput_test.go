@@ -236,25 +236,34 @@ func TestBadInput(t *testing.T) {
 	})
 
 	t.Run("lost slot", func(t *testing.T) {
-		f := newFixture(t, "CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items VALUES (1, 'a'), (2, 'b')", nil)
+		f := newFixture(t, "CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items VALUES (1, 'a'), (2, 'b'), (3, 'c')", nil)
 		f.plan()
 		f.snapshot("public.items")
+		stop := f.startStreamer(nil)
+		f.exec("UPDATE items SET v = 'streamed' WHERE id IN (1, 2)")
+		f.waitCaughtUp()
+		stop()
 		// Changes made while the slot is gone are not in any stream.
 		f.exec("SELECT pg_drop_replication_slot($1)", f.cfg.Slot)
 		f.exec("UPDATE items SET v = 'lost' WHERE id = 1")
+		f.exec("DELETE FROM items WHERE id = 2")
 		_, err := f.env.Plan(f.ctx, pipeline.PlanInput{})
 		wantErr(t, "plan", err, f.cfg.Slot, "no longer exists", "reset")
 		err = runStreamer(t, f.env, 30*time.Second)
 		wantErr(t, "streamer", err, f.cfg.Slot, "no longer exists")
 		f.assertNoSlot() // refusing must not quietly create a new slot either
 
-		// The documented way out: a reset re-snapshots every table from a new slot.
+		// The documented way out: a reset re-snapshots every table from a new slot, and
+		// its writes replace what the old stream wrote, including rows deleted meanwhile.
 		out, err := f.env.Plan(f.ctx, pipeline.PlanInput{Reset: true})
 		if err != nil || len(out.Tables) != 1 || out.Tables[0].State != "pending" {
 			t.Fatalf("plan with reset: %+v %v", out, err)
 		}
 		f.startStreamer(nil)
 		f.snapshot("public.items")
+		if _, err := f.env.Finalize(f.ctx, pipeline.TableInput{Table: "public.items"}); err != nil {
+			t.Fatal(err)
+		}
 		f.waitCaughtUp()
 		f.assertConverged("public.items")
 	})

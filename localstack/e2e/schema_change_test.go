@@ -54,6 +54,10 @@ func TestSchemaChanges(t *testing.T) {
 	step("column dropped", true,
 		"ALTER TABLE items DROP COLUMN note",
 		"UPDATE items SET v = 'after drop' WHERE id = 4")
+	step("column dropped in the transaction that updates a TOASTed row", true,
+		"ALTER TABLE items ADD COLUMN gone text DEFAULT 'soon gone'",
+		"UPDATE items SET gone = 'x' WHERE id = 1",
+		"BEGIN; ALTER TABLE items DROP COLUMN gone; UPDATE items SET v = 'merged after drop' WHERE id = 1; COMMIT")
 	step("column type changed", true,
 		"ALTER TABLE items ALTER COLUMN flag TYPE text USING flag::text || '!'",
 		"DELETE FROM items WHERE id = 5")

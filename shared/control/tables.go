@@ -38,6 +38,8 @@ type TableState struct {
 	// Runner is "streamer" when the streamer runs this snapshot itself (a table added to
 	// the publication, a schema change) and must resume it after a restart.
 	Runner string `dynamodbav:"runner,omitempty"`
+	// FinalizedEpoch is the epoch whose snapshot was finalized (swept).
+	FinalizedEpoch int64 `dynamodbav:"finalized_epoch,omitempty"`
 	// Shape is the table's columns ("name:type-oid") as last seen, to detect schema changes.
 	Shape      []string `dynamodbav:"shape,omitempty"`
 	Error      string   `dynamodbav:"error,omitempty"`
@@ -219,12 +221,22 @@ func (s *Store) fencedUpdate(ctx context.Context, source string, epoch int64, up
 	return err
 }
 
-// FailSnapshot records why a table's snapshot failed; the other tables go on.
-func (s *Store) FailSnapshot(ctx context.Context, source string, reason string) error {
+// FailSnapshot records why the snapshot of the given epoch failed (a copier of an older
+// epoch cannot fail its successor); the other tables go on. Failing a done table marks it
+// not consistent: the stream can no longer keep it right (e.g. its key changed).
+func (s *Store) FailSnapshot(ctx context.Context, source string, epoch int64, reason string) error {
 	upd := expression.Set(nameState, expression.Value(Failed)).
 		Set(expression.Name("error"), expression.Value(reason)).
+		Set(expression.Name("consistent"), expression.Value(false)).
 		Set(expression.Name("updated_at"), expression.Value(s.now()))
-	_, err := s.update(ctx, tableID(source), upd, condPtr(nameState.NotEqual(expression.Value(Done))))
+	_, err := s.update(ctx, tableID(source), upd, condPtr(nameEpoch.Equal(expression.Value(epoch))))
+	return err
+}
+
+// MarkFinalized records that the snapshot of epoch was finalized.
+func (s *Store) MarkFinalized(ctx context.Context, source string, epoch int64) error {
+	upd := expression.Set(expression.Name("finalized_epoch"), expression.Value(epoch))
+	_, err := s.update(ctx, tableID(source), upd, condPtr(nameEpoch.Equal(expression.Value(epoch))))
 	return err
 }
 

@@ -6,6 +6,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 
@@ -30,6 +31,8 @@ type Env struct {
 	Writer  *target.Writer
 	Types   *pg.Types
 	Log     *slog.Logger
+	// Metrics receives CloudWatch EMF records (nil: none). Lambda sends stdout to its logs.
+	Metrics io.Writer
 }
 
 // NewEnv loads the configuration and connects to PostgreSQL and DynamoDB.
@@ -46,7 +49,11 @@ func NewEnv(ctx context.Context) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	return FromParts(cfg, pool, db, NewLogger()), nil
+	env := FromParts(cfg, pool, db, NewLogger())
+	if os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" {
+		env.Metrics = os.Stdout // outside Lambda, stdout carries the handler's JSON result
+	}
+	return env, nil
 }
 
 // FromParts assembles an Env from existing clients (tests, the streamer).

@@ -2,9 +2,9 @@ package pipeline
 
 import (
 	"context"
-	"time"
 
 	"tandem/shared/control"
+	"tandem/shared/metrics"
 	"tandem/shared/snapshot"
 )
 
@@ -22,7 +22,18 @@ func (e *Env) Snapshot(ctx context.Context, in TableInput) (snapshot.Result, err
 		return snapshot.Result{Table: in.Table}, err
 	}
 	deadline, _ := ctx.Deadline()
-	return e.Copier().Run(ctx, t, deadline)
+	res, err := e.Copier().Run(ctx, t, deadline)
+	if err == nil && e.Metrics != nil {
+		done := 0.0
+		if res.Done {
+			done = 1
+		}
+		_ = metrics.Emit(e.Metrics, map[string]string{"Table": in.Table},
+			metrics.Metric{Name: "SnapshotRowsCopied", Unit: "Count", Value: float64(res.RowsCopied)},
+			metrics.Metric{Name: "SnapshotChunks", Unit: "Count", Value: float64(res.Chunks)},
+			metrics.Metric{Name: "SnapshotDone", Unit: "Count", Value: done})
+	}
+	return res, err
 }
 
 // Copier returns the snapshot copier configured for this environment.
@@ -38,14 +49,22 @@ type FinalizeOutput struct {
 	Consistent      bool   `json:"consistent"`
 	TombstonesSwept int    `json:"tombstones_swept"`
 	StaleRowsSwept  int    `json:"stale_rows_swept"`
+	OrphansSwept    int    `json:"orphans_swept"`
 }
 
-// Finalize runs after a table's snapshot is done: it sweeps snapshot rows fenced by a
-// TRUNCATE and the tombstones no snapshot can race any more (DESIGN §2.5), and reports
-// whether the table is consistent yet.
+// Finalize runs after a table's snapshot is done. It sweeps what no snapshot can rewrite
+// any more: snapshot rows fenced by a TRUNCATE, items of rows that vanished while a
+// re-snapshot ran (a reset or a schema change), and tombstones no snapshot can race
+// (DESIGN §2.5). It reports whether the table is consistent yet.
 func (e *Env) Finalize(ctx context.Context, in TableInput) (FinalizeOutput, error) {
 	out := FinalizeOutput{Table: in.Table}
 	t, err := e.Describe(ctx, in.Table)
+	if err != nil {
+		return out, err
+	}
+	// The checkpoint is read before the state: every tombstone at or before its applied
+	// LSN was committed before a snapshot that starts after the state read could read.
+	cp, err := e.Control.Checkpoint(ctx)
 	if err != nil {
 		return out, err
 	}
@@ -62,18 +81,19 @@ func (e *Env) Finalize(ctx context.Context, in TableInput) (FinalizeOutput, erro
 			return out, err
 		}
 	}
-	// Every tombstone committed before the streamer's applied LSN was committed before
-	// now: no snapshot that is done can still write, and one started later reads rows
-	// after those deletes.
-	cp, err := e.Control.Checkpoint(ctx)
-	if err != nil {
-		return out, err
+	if st.Epoch > 1 || st.FloorLSN > 0 {
+		if out.OrphansSwept, err = e.Writer.SweepOrphans(ctx, t, st.Epoch, st.FloorLSN); err != nil {
+			return out, err
+		}
 	}
 	if out.TombstonesSwept, err = e.Writer.SweepTombstones(ctx, t, cp.AppliedLSN); err != nil {
 		return out, err
 	}
+	if err := e.Control.MarkFinalized(ctx, in.Table, st.Epoch); err != nil {
+		return out, err
+	}
 	out.Consistent = st.IsConsistent(cp.AppliedLSN)
 	e.Log.Info("finalized", "table", in.Table, "consistent", out.Consistent, "tombstones_swept", out.TombstonesSwept,
-		"stale_rows_swept", out.StaleRowsSwept, "at", time.Now().UTC())
+		"stale_rows_swept", out.StaleRowsSwept, "orphans_swept", out.OrphansSwept)
 	return out, nil
 }

@@ -52,9 +52,15 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 	if err := pg.EnsurePublication(ctx, e.PG, cfg.Publication, configured); err != nil {
 		return out, err
 	}
-	start, err := e.EnsureSlot(ctx, in.Reset)
+	start, created, err := e.EnsureSlot(ctx, in.Reset)
 	if err != nil {
 		return out, err
+	}
+	// A reset that had to create a new slot cannot trust items the old stream wrote:
+	// the new snapshots replace them, and finalize sweeps those of vanished rows.
+	var floor uint64
+	if in.Reset && created {
+		floor = uint64(start)
 	}
 	out.StartLSN = start.String()
 
@@ -78,7 +84,7 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 				return out, err
 			}
 		}
-		st, err := e.Control.Plan(ctx, source, control.PlanOptions{Target: t.Target, RowsEstimate: t.EstimatedRows, Reset: in.Reset})
+		st, err := e.Control.Plan(ctx, source, control.PlanOptions{Target: t.Target, RowsEstimate: t.EstimatedRows, Reset: in.Reset, FloorLSN: floor})
 		if err != nil {
 			return out, err
 		}
@@ -100,36 +106,39 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 }
 
 // EnsureSlot makes sure the slot exists, creating it and recording its start LSN A
-// before any snapshot reads (DESIGN §2.1). A slot Tandem recorded that is gone or
-// invalidated means changes were lost: that is an error unless reset, which starts over
-// with a new slot (and plan re-snapshots every table).
-func (e *Env) EnsureSlot(ctx context.Context, reset bool) (pglogrepl.LSN, error) {
+// before any snapshot reads (DESIGN §2.1). A slot Tandem recorded that is gone,
+// invalidated or renamed in the configuration means changes may be missing: that is an
+// error unless reset, which starts over with a new slot (and plan re-snapshots every
+// table).
+func (e *Env) EnsureSlot(ctx context.Context, reset bool) (lsn pglogrepl.LSN, created bool, err error) {
 	name := e.Config.Slot
 	rec, recorded, err := e.Control.Slot(ctx)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	recorded = recorded && rec.Slot == name
+	if recorded && rec.Slot != name && !reset {
+		return 0, false, pg.Misconfiguredf("the control table %s belongs to replication slot %s, but slot %s is configured: changes are not continuous across slots; run plan with {\"reset\": true} to snapshot every table again", e.Config.ControlTable, rec.Slot, name)
+	}
 	slot, err := pg.ReadSlot(ctx, e.PG, name)
 	switch {
-	case err == nil:
+	case err == nil && (!reset || rec.Slot == name):
 		if !recorded {
-			return slot.ConfirmedFlushLSN, e.Control.RecordSlot(ctx, name, uint64(slot.ConfirmedFlushLSN))
+			return slot.ConfirmedFlushLSN, false, e.Control.RecordSlot(ctx, name, uint64(slot.ConfirmedFlushLSN))
 		}
-		return slot.ConfirmedFlushLSN, nil
+		return slot.ConfirmedFlushLSN, false, nil
 	case !reset && errors.Is(err, pg.ErrSlotMissing) && recorded:
-		return 0, pg.Misconfiguredf("replication slot %s, created by Tandem at LSN %s, no longer exists (dropped or lost): changes since then are lost; run plan with {\"reset\": true} to snapshot every table again", name, pglogrepl.LSN(rec.StartLSN))
+		return 0, false, pg.Misconfiguredf("replication slot %s, created by Tandem at LSN %s, no longer exists (dropped or lost): changes since then are lost; run plan with {\"reset\": true} to snapshot every table again", name, pglogrepl.LSN(rec.StartLSN))
 	case !reset && !errors.Is(err, pg.ErrSlotMissing):
-		return 0, err
+		return 0, false, err
 	case reset:
 		if err := pg.DropSlot(ctx, e.PG, name); err != nil {
-			return 0, err
+			return 0, false, err
 		}
 	}
 	start, err := pg.CreateSlot(ctx, e.PG, name)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	e.Log.Info("replication slot created", "slot", name, "start_lsn", start.String())
-	return start, e.Control.RecordSlot(ctx, name, uint64(start))
+	return start, true, e.Control.RecordSlot(ctx, name, uint64(start))
 }

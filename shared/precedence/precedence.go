@@ -87,12 +87,18 @@ func Stream(p Position) expression.ConditionBuilder {
 }
 
 // Merge guards a partial update (an UPDATE whose unchanged TOAST values were not sent,
-// §2.6): like Stream, but only onto an existing live item, which holds the values the
-// change left out. When it fails, the caller tells "lost" from "no item to merge into".
-func Merge(p Position) expression.ConditionBuilder {
-	return expression.AttributeExists(expression.Name(AttrSrc)).
+// §2.6): like Stream, but only onto an existing live item holding the values the change
+// left out, in the table's current shape (written at or after floor, the last schema
+// change; 0 when there was none). When it fails, the caller tells "lost" from "nothing
+// current to merge into" and then writes the full row.
+func Merge(p Position, floor uint64) expression.ConditionBuilder {
+	cond := expression.AttributeExists(expression.Name(AttrSrc)).
 		And(expression.AttributeNotExists(expression.Name(AttrDeleted))).
 		And(Stream(p))
+	if floor > 0 {
+		cond = cond.And(expression.Name(AttrLSN).GreaterThanEqual(expression.Value(floor)))
+	}
+	return cond
 }
 
 // StaleSnapshot matches snapshot rows read before a fence LSN (a TRUNCATE, §2.8): such a
@@ -100,6 +106,21 @@ func Merge(p Position) expression.ConditionBuilder {
 func StaleSnapshot(fenceLSN uint64) expression.ConditionBuilder {
 	return expression.Name(AttrSrc).Equal(expression.Value(SrcSnapshot)).
 		And(expression.Name(AttrLSN).LessThan(expression.Value(fenceLSN)))
+}
+
+// Orphan matches, once the snapshot of epoch e (floored at floor) is done, the items it
+// should have rewritten but did not: rows that no longer exist. Every existing row was
+// rewritten by that snapshot or by the stream after floor, so what is left is a row
+// read by an older epoch, or written by the stream before floor, and since deleted.
+func Orphan(e int64, floor uint64) expression.ConditionBuilder {
+	cond := expression.Name(AttrSrc).Equal(expression.Value(SrcSnapshot)).And(
+		expression.AttributeNotExists(expression.Name(AttrEpoch)).Or(
+			expression.Name(AttrEpoch).LessThan(expression.Value(e))))
+	if floor > 0 {
+		cond = cond.Or(expression.Name(AttrSrc).Equal(expression.Value(SrcStream)).
+			And(expression.Name(AttrLSN).LessThan(expression.Value(floor))))
+	}
+	return cond
 }
 
 // SweepableTombstone matches exactly the tombstone at p that a sweeper read, so a later

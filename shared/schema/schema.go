@@ -6,6 +6,7 @@ package schema
 import (
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -160,6 +161,32 @@ func (t *Table) ItemKey(values [][]byte) (map[string]types.AttributeValue, error
 		key[AttrSortKey] = &types.AttributeValueMemberS{Value: string(b)}
 	}
 	return key, nil
+}
+
+// KeyID identifies the DynamoDB item of a row: its mapped key, with numbers compared by
+// value as DynamoDB compares them ("1" and "1.0" are one item).
+func (t *Table) KeyID(values [][]byte) (string, error) {
+	key, err := t.ItemKey(values)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for _, k := range t.KeySchema() {
+		switch v := key[k.Name].(type) {
+		case *types.AttributeValueMemberN:
+			r, ok := new(big.Rat).SetString(v.Value)
+			if !ok {
+				return "", fmt.Errorf("table %s: key %s is not a number: %q", t.Source(), k.Name, v.Value)
+			}
+			b.WriteString("N" + r.RatString())
+		case *types.AttributeValueMemberS:
+			b.WriteString("S" + v.Value)
+		case *types.AttributeValueMemberB:
+			b.WriteString("B" + string(v.Value))
+		}
+		b.WriteByte(0)
+	}
+	return b.String(), nil
 }
 
 // KeyString renders a key for logs, errors and dead letters: "id=7" or "a=1,b=x".

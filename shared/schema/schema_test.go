@@ -78,3 +78,14 @@ func TestValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestKeyIDComparesNumbersByValue(t *testing.T) {
+	numeric := &mapping.Type{OID: pgtype.NumericOID, Name: "numeric", Category: 'N'}
+	tb := table([]int{0}, Column{Name: "id", Type: numeric})
+	a, _ := tb.KeyID([][]byte{[]byte("1")})
+	b, _ := tb.KeyID([][]byte{[]byte("1.00")})
+	c, _ := tb.KeyID([][]byte{[]byte("2")})
+	if a != b || a == c {
+		t.Fatalf("KeyID: 1 -> %q, 1.00 -> %q, 2 -> %q", a, b, c)
+	}
+}

@@ -17,7 +17,7 @@ import (
 // key and the metadata attributes, so memory stays bounded by one page.
 func (w *Writer) scan(ctx context.Context, t *schema.Table, filter expression.ConditionBuilder, visit func(Item) error) error {
 	proj := expression.NamesList(expression.Name(precedence.AttrLSN), expression.Name(precedence.AttrSeq),
-		expression.Name(precedence.AttrSrc), expression.Name(precedence.AttrDeleted))
+		expression.Name(precedence.AttrSrc), expression.Name(precedence.AttrDeleted), expression.Name(precedence.AttrEpoch))
 	for _, k := range t.KeySchema() {
 		proj = proj.AddNames(expression.Name(k.Name))
 	}
@@ -85,6 +85,13 @@ func (w *Writer) SweepTombstones(ctx context.Context, t *schema.Table, upTo uint
 func (w *Writer) SweepStaleSnapshot(ctx context.Context, t *schema.Table, fenceLSN uint64) (int, error) {
 	stale := precedence.StaleSnapshot(fenceLSN)
 	return w.deleteWhere(ctx, t, stale, func(Item) expression.ConditionBuilder { return stale })
+}
+
+// SweepOrphans removes, after the snapshot of epoch e (floored at floor) is done, the
+// items of rows that no longer exist (see precedence.Orphan).
+func (w *Writer) SweepOrphans(ctx context.Context, t *schema.Table, e int64, floor uint64) (int, error) {
+	orphan := precedence.Orphan(e, floor)
+	return w.deleteWhere(ctx, t, orphan, func(Item) expression.ConditionBuilder { return orphan })
 }
 
 func (w *Writer) deleteWhere(ctx context.Context, t *schema.Table, filter expression.ConditionBuilder, guard func(Item) expression.ConditionBuilder) (int, error) {

@@ -84,9 +84,10 @@ func (w *Writer) put(ctx context.Context, t *schema.Table, item Item, cond expre
 }
 
 // Merge applies a change at p that left out unchanged TOAST values: set holds the sent
-// columns, remove the sent NULLs. missing reports that there was no live item to merge
-// into; the caller must then supply the full row.
-func (w *Writer) Merge(ctx context.Context, t *schema.Table, key, set Item, remove []string, p precedence.Position) (applied, missing bool, err error) {
+// columns, remove the sent NULLs, floor is the table's last schema change. missing
+// reports that there was no current live item to merge into; the caller must then
+// supply the full row.
+func (w *Writer) Merge(ctx context.Context, t *schema.Table, key, set Item, remove []string, p precedence.Position, floor uint64) (applied, missing bool, err error) {
 	set = precedence.StreamItem(set, p)
 	var upd expression.UpdateBuilder
 	for name, v := range set {
@@ -97,7 +98,7 @@ func (w *Writer) Merge(ctx context.Context, t *schema.Table, key, set Item, remo
 	for _, name := range remove {
 		upd = upd.Remove(expression.Name(name))
 	}
-	expr, err := expression.NewBuilder().WithUpdate(upd).WithCondition(precedence.Merge(p)).Build()
+	expr, err := expression.NewBuilder().WithUpdate(upd).WithCondition(precedence.Merge(p, floor)).Build()
 	if err != nil {
 		return false, false, err
 	}
@@ -109,6 +110,9 @@ func (w *Writer) Merge(ctx context.Context, t *schema.Table, key, set Item, remo
 		ExpressionAttributeNames:  expr.Names(),
 		ExpressionAttributeValues: expr.Values(),
 	})
+	if isItemTooLarge(err) {
+		return false, false, &TooLargeError{Table: t.Source(), Key: keyString(t, key), Size: mapping.MaxItemSize + 1}
+	}
 	if !ddb.IsConditionFailed(err) {
 		applied, err = w.outcome(t, err)
 		return applied, false, err

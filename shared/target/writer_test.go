@@ -148,25 +148,25 @@ func TestMergeMissingAndLost(t *testing.T) {
 	key, _ := tbl.ItemKey([][]byte{[]byte("1"), nil})
 	set, _ := tbl.Item([][]byte{[]byte("1"), []byte("merged")})
 	p := precedence.Position{LSN: 100, Seq: 1}
-	if _, missing, err := w.Merge(ctx, tbl, key, set, nil, p); err != nil || !missing {
+	if _, missing, err := w.Merge(ctx, tbl, key, set, nil, p, 0); err != nil || !missing {
 		t.Fatalf("merge into nothing: missing=%v err=%v", missing, err)
 	}
 	// A merge never lands on a tombstone: the row it would complete is gone.
 	if _, err := w.Delete(ctx, tbl, key, precedence.Position{LSN: 50, Seq: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, missing, _ := w.Merge(ctx, tbl, key, set, nil, p); !missing {
+	if _, missing, _ := w.Merge(ctx, tbl, key, set, nil, p, 0); !missing {
 		t.Fatal("merge onto an older tombstone must ask for the full row")
 	}
 	item, _ := tbl.Item([][]byte{[]byte("1"), []byte("newer")})
 	if _, err := w.Stream(ctx, tbl, item, precedence.Position{LSN: 200, Seq: 1}); err != nil {
 		t.Fatal(err)
 	}
-	applied, missing, err := w.Merge(ctx, tbl, key, set, nil, p)
+	applied, missing, err := w.Merge(ctx, tbl, key, set, nil, p, 0)
 	if applied || missing || err != nil {
 		t.Fatalf("merge older than the item: applied=%v missing=%v err=%v", applied, missing, err)
 	}
-	if _, _, err := w.Merge(ctx, tbl, key, set, nil, precedence.Position{LSN: 300, Seq: 1}); err != nil {
+	if _, _, err := w.Merge(ctx, tbl, key, set, nil, precedence.Position{LSN: 300, Seq: 1}, 0); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &tbl.Target, Key: key, ConsistentRead: aws.Bool(true)})

@@ -13,8 +13,10 @@ import (
 
 	"tandem/shared/control"
 	"tandem/shared/pg"
+	"tandem/shared/pipeline"
 	"tandem/shared/precedence"
 	"tandem/shared/schema"
+	"tandem/shared/snapshot"
 	"tandem/shared/target"
 )
 
@@ -65,7 +67,7 @@ func tuple(td *pglogrepl.TupleData) (vals [][]byte, unchanged []bool) {
 	return vals, unchanged
 }
 
-// keyText is a row's key as text, the routing key that keeps one key's changes in order.
+// keyText is a row's key columns as text, the form PostgreSQL reads them back in.
 func keyText(t *schema.Table, vals [][]byte) []string {
 	key := make([]string, len(t.Key))
 	for i, ci := range t.Key {
@@ -74,8 +76,15 @@ func keyText(t *schema.Table, vals [][]byte) []string {
 	return key
 }
 
-func routingKey(t *schema.Table, key []string) string {
-	return t.Source() + "\x00" + strings.Join(key, "\x00")
+// routingKey names the DynamoDB item a change writes, so every change of one item goes
+// to one worker in WAL order. It is the mapped key, not the text: numeric 1 and 1.0 are
+// one item.
+func routingKey(t *schema.Table, vals [][]byte) (string, error) {
+	id, err := t.KeyID(vals)
+	if err != nil {
+		return "", err
+	}
+	return t.Source() + "\x00" + id, nil
 }
 
 // row applies an INSERT (old nil), UPDATE or DELETE (next nil).
@@ -100,20 +109,22 @@ func (s *session) row(ctx context.Context, relID uint32, old, next *pglogrepl.Tu
 	if old != nil {
 		// A primary-key update deletes the old key and writes the new one (DESIGN §2.7).
 		oldVals, _ := tuple(old)
-		if oldKey := keyText(t, oldVals); routingKey(t, oldKey) != routingKey(t, keyText(t, vals)) {
+		oldKey, errOld := routingKey(t, oldVals)
+		newKey, errNew := routingKey(t, vals)
+		if errOld == nil && errNew == nil && oldKey != newKey {
 			if err := s.submitDelete(ctx, t, oldVals, p); err != nil {
 				return err
 			}
 		}
 	}
 	if unchanged != nil {
-		return s.submitMerge(ctx, t, vals, unchanged, p)
+		return s.submitMerge(ctx, rel, vals, unchanged, p)
 	}
 	item, err := t.Item(vals)
 	if err != nil {
 		return s.deadLetter(ctx, t, t.KeyString(vals), p, err.Error())
 	}
-	return s.submit(ctx, t, keyText(t, vals), p, func(ctx context.Context) error {
+	return s.submit(ctx, t, vals, p, func(ctx context.Context) error {
 		_, err := s.Env.Writer.Stream(ctx, t, item, p)
 		return s.tooLarge(ctx, t, t.KeyString(vals), p, err)
 	})
@@ -124,7 +135,7 @@ func (s *session) submitDelete(ctx context.Context, t *schema.Table, oldVals [][
 	if err != nil {
 		return s.deadLetter(ctx, t, t.KeyString(oldVals), p, err.Error())
 	}
-	return s.submit(ctx, t, keyText(t, oldVals), p, func(ctx context.Context) error {
+	return s.submit(ctx, t, oldVals, p, func(ctx context.Context) error {
 		_, err := s.Env.Writer.Delete(ctx, t, key, p)
 		return err
 	})
@@ -133,7 +144,8 @@ func (s *session) submitDelete(ctx context.Context, t *schema.Table, oldVals [][
 // submitMerge applies an UPDATE that left unchanged TOAST values out (DESIGN §2.6): merged
 // into the existing item, or, when there is none yet, completed by re-reading the row
 // from PostgreSQL before the position can be acknowledged.
-func (s *session) submitMerge(ctx context.Context, t *schema.Table, vals [][]byte, unchanged []bool, p precedence.Position) error {
+func (s *session) submitMerge(ctx context.Context, rel *relation, vals [][]byte, unchanged []bool, p precedence.Position) error {
+	t, floor := rel.table, rel.floor
 	key, err := t.ItemKey(vals)
 	if err != nil {
 		return s.deadLetter(ctx, t, t.KeyString(vals), p, err.Error())
@@ -149,8 +161,8 @@ func (s *session) submitMerge(ctx context.Context, t *schema.Table, vals [][]byt
 		}
 	}
 	keyVals := keyText(t, vals)
-	return s.submit(ctx, t, keyVals, p, func(ctx context.Context) error {
-		_, missing, err := s.Env.Writer.Merge(ctx, t, key, set, remove, p)
+	return s.submit(ctx, t, vals, p, func(ctx context.Context) error {
+		_, missing, err := s.Env.Writer.Merge(ctx, t, key, set, remove, p, floor)
 		if err != nil || !missing {
 			return s.tooLarge(ctx, t, t.KeyString(vals), p, err)
 		}
@@ -177,7 +189,11 @@ func (s *session) submitMerge(ctx context.Context, t *schema.Table, vals [][]byt
 	})
 }
 
-func (s *session) submit(ctx context.Context, t *schema.Table, key []string, p precedence.Position, write func(context.Context) error) error {
+func (s *session) submit(ctx context.Context, t *schema.Table, vals [][]byte, p precedence.Position, write func(context.Context) error) error {
+	key, err := routingKey(t, vals)
+	if err != nil {
+		return s.deadLetter(ctx, t, t.KeyString(vals), p, err.Error())
+	}
 	run := write
 	if s.BeforeApply != nil {
 		run = func(ctx context.Context) error {
@@ -185,7 +201,7 @@ func (s *session) submit(ctx context.Context, t *schema.Table, key []string, p p
 			return write(ctx)
 		}
 	}
-	return s.ap.submit(ctx, job{key: routingKey(t, key), txn: s.txn, run: s.counted(run)})
+	return s.ap.submit(ctx, job{key: key, txn: s.txn, run: s.counted(run)})
 }
 
 // tooLarge turns a row DynamoDB cannot hold into a dead letter, so one bad row does not
@@ -243,11 +259,10 @@ func (s *session) relation(ctx context.Context, m *pglogrepl.RelationMessage) er
 	prev := s.rels[m.RelationID]
 	s.rels[m.RelationID] = rel
 	if rel.table == nil {
-		if rel.skip != notConfigured && (prev == nil || prev.skip != rel.skip) {
-			s.Env.Log.Error("table skipped", "table", qualified(m), "reason", rel.skip)
-			return s.Env.Control.AddDeadLetter(ctx, control.DeadLetter{Table: qualified(m), Key: "*", LSN: uint64(s.commitLSN), Source: "stream", Reason: "table cannot be replicated, its changes are skipped: " + rel.skip})
+		if rel.skip == notConfigured || (prev != nil && prev.skip == rel.skip) {
+			return nil
 		}
-		return nil
+		return s.skipTable(ctx, qualified(m), rel.skip)
 	}
 	t := rel.table
 	st, found, err := s.Env.Control.Table(ctx, t.Source())
@@ -261,6 +276,7 @@ func (s *session) relation(ctx context.Context, m *pglogrepl.RelationMessage) er
 		}
 		return s.Env.Control.SetShape(ctx, t.Source(), t.Shape())
 	}
+	rel.floor = st.FloorLSN
 	reason, err := s.reshaped(ctx, t, st.Shape)
 	if err != nil {
 		return err
@@ -271,18 +287,31 @@ func (s *session) relation(ctx context.Context, m *pglogrepl.RelationMessage) er
 		if err := s.ap.drain(); err != nil {
 			return err
 		}
+		rel.floor = uint64(s.commitLSN)
 		s.Env.Log.Info("table shape changed: snapshotting it again while streaming", "table", t.Source(), "change", reason, "floor_lsn", s.commitLSN.String())
-		if err := s.plan(ctx, t, control.PlanOptions{Reset: true, FloorLSN: uint64(s.commitLSN)}); err != nil {
+		if err := s.plan(ctx, t, control.PlanOptions{Reset: true, FloorLSN: rel.floor}); err != nil {
 			return err
 		}
-	} else if st.State != control.Done && st.Runner == control.RunnerStreamer {
-		// A snapshot this streamer started before a restart: resume it.
-		s.runSnapshot(ctx, t.Source(), st.Epoch)
 	}
 	if slices.Equal(st.Shape, t.Shape()) {
 		return nil
 	}
 	return s.Env.Control.SetShape(ctx, t.Source(), t.Shape())
+}
+
+// skipTable stops replicating a table the stream can no longer apply (no usable key, a
+// reserved column name after a schema change): one dead letter, and the table is marked
+// failed so it is not reported consistent.
+func (s *session) skipTable(ctx context.Context, source, reason string) error {
+	s.Env.Log.Error("table skipped", "table", source, "reason", reason)
+	if st, found, err := s.Env.Control.Table(ctx, source); err != nil {
+		return err
+	} else if found {
+		if err := s.Env.Control.FailSnapshot(ctx, source, st.Epoch, "changes are skipped: "+reason); err != nil {
+			return err
+		}
+	}
+	return s.Env.Control.AddDeadLetter(ctx, control.DeadLetter{Table: source, Key: "*", LSN: uint64(s.commitLSN), Source: "stream", Reason: "table cannot be replicated, its changes are skipped: " + reason})
 }
 
 // reshaped explains why items written in the recorded shape no longer match the table, or
@@ -341,24 +370,46 @@ func (s *session) plan(ctx context.Context, t *schema.Table, o control.PlanOptio
 	return nil
 }
 
-// runSnapshot copies a table in the background, once per epoch; a copier of an older
-// epoch is fenced and stops by itself.
+// runSnapshot copies a table in the background, once per epoch, then finalizes it (the
+// state machine does that for the snapshots it runs). A copier of an older epoch is
+// fenced and stops by itself.
 func (s *Streamer) runSnapshot(ctx context.Context, source string, epoch int64) {
-	if _, running := s.started.LoadOrStore(fmt.Sprintf("%s@%d", source, epoch), true); running {
+	id := fmt.Sprintf("%s@%d", source, epoch)
+	if _, running := s.started.LoadOrStore(id, true); running {
 		return
 	}
 	s.snapshots.Add(1)
 	go func() {
 		defer s.snapshots.Done()
+		defer s.started.Delete(id)
 		t, err := s.Env.Describe(ctx, source)
+		var res snapshot.Result
 		if err == nil {
 			c := s.Env.Copier()
 			c.Runner = control.RunnerStreamer
-			_, err = c.Run(ctx, t, time.Time{})
+			res, err = c.Run(ctx, t, time.Time{})
+		}
+		if err == nil && res.Done {
+			_, err = s.Env.Finalize(ctx, pipeline.TableInput{Table: source})
 		}
 		if err != nil && ctx.Err() == nil {
 			s.Env.Log.Error("in-stream snapshot failed", "table", source, "error", err.Error())
-			_ = s.Env.Control.FailSnapshot(context.WithoutCancel(ctx), source, err.Error())
+			_ = s.Env.Control.FailSnapshot(context.WithoutCancel(ctx), source, epoch, err.Error())
 		}
 	}()
+}
+
+// resumeSnapshots restarts, after a restart of the streamer, the snapshots it runs
+// itself that were not finished or not finalized.
+func (s *Streamer) resumeSnapshots(ctx context.Context) error {
+	tables, err := s.Env.Control.Tables(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range tables {
+		if t.Runner == control.RunnerStreamer && t.State != control.Failed && (t.State != control.Done || t.FinalizedEpoch != t.Epoch) {
+			s.runSnapshot(ctx, t.Source, t.Epoch)
+		}
+	}
+	return nil
 }

@@ -2,18 +2,17 @@ package stream
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
 	"sync/atomic"
 	"time"
 
 	"tandem/shared/control"
+	"tandem/shared/metrics"
 	"tandem/shared/pg"
 )
 
-// metrics counts what the streamer did since it started.
-type metrics struct {
+// counters count what the streamer did since it started.
+type counters struct {
 	changes     atomic.Int64
 	deadLetters atomic.Int64
 	lastChanges int64
@@ -76,29 +75,11 @@ func (s *session) report(ctx context.Context, final bool) {
 	}
 }
 
-// emitEMF writes one CloudWatch embedded-metric-format record; on stdout, the awslogs
-// driver ships it and CloudWatch turns it into metrics without API calls.
 func emitEMF(w io.Writer, slot string, cp control.Checkpoint) {
-	type metric struct{ Name, Unit string }
-	rec := map[string]any{
-		"_aws": map[string]any{
-			"Timestamp": time.Now().UnixMilli(),
-			"CloudWatchMetrics": []any{map[string]any{
-				"Namespace":  "Tandem",
-				"Dimensions": [][]string{{"Slot"}},
-				"Metrics": []metric{{"ReplicationLagBytes", "Bytes"}, {"ReplicationLagSeconds", "Seconds"},
-					{"RetainedWALBytes", "Bytes"}, {"ChangesPerSecond", "Count/Second"}, {"DeadLetters", "Count"}},
-			}},
-		},
-		"Slot":                  slot,
-		"ReplicationLagBytes":   cp.LagBytes,
-		"ReplicationLagSeconds": cp.LagSeconds,
-		"RetainedWALBytes":      cp.RetainedBytes,
-		"ChangesPerSecond":      cp.ChangesPerSec,
-		"DeadLetters":           cp.DeadLetters,
-	}
-	b, err := json.Marshal(rec)
-	if err == nil {
-		fmt.Fprintln(w, string(b))
-	}
+	_ = metrics.Emit(w, map[string]string{"Slot": slot},
+		metrics.Metric{Name: "ReplicationLagBytes", Unit: "Bytes", Value: float64(cp.LagBytes)},
+		metrics.Metric{Name: "ReplicationLagSeconds", Unit: "Seconds", Value: cp.LagSeconds},
+		metrics.Metric{Name: "RetainedWALBytes", Unit: "Bytes", Value: float64(cp.RetainedBytes)},
+		metrics.Metric{Name: "ChangesPerSecond", Unit: "Count/Second", Value: cp.ChangesPerSec},
+		metrics.Metric{Name: "DeadLetters", Unit: "Count", Value: float64(cp.DeadLetters)})
 }

@@ -18,6 +18,9 @@ type relation struct {
 	msg   *pglogrepl.RelationMessage
 	table *schema.Table // nil: not replicated
 	skip  string
+	// floor is the LSN of the table's last schema change: items written before it are
+	// in the old shape and must not be merged into (0: none).
+	floor uint64
 }
 
 const notConfigured = "not in the configured tables"
@@ -54,7 +57,8 @@ func (s *Streamer) describe(ctx context.Context, m *pglogrepl.RelationMessage) (
 	for _, ci := range cat.Key {
 		i := t.Column(cat.Columns[ci].Name)
 		if i < 0 {
-			return nil, fmt.Errorf("table %s: key column %s is not in the replication stream's relation", t.Source(), cat.Columns[ci].Name)
+			rel.skip = fmt.Sprintf("key column %s is not in the replication stream's relation (the key changed?)", cat.Columns[ci].Name)
+			return rel, nil
 		}
 		t.Key = append(t.Key, i)
 	}

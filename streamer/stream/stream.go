@@ -35,7 +35,7 @@ type Streamer struct {
 
 	tr        tracker
 	snapshots sync.WaitGroup
-	metrics   metrics
+	metrics   counters
 	// started tracks tables whose in-process snapshot already runs.
 	started sync.Map
 }
@@ -67,9 +67,13 @@ func (s *Streamer) Run(ctx context.Context) error {
 		return err
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	go s.renewLease(ctx, cancel)
+	renewing := make(chan struct{})
+	go func() { defer close(renewing); s.renewLease(ctx, cancel) }()
 	defer func() {
+		// Stop renewing and let in-process snapshots stop at their next chunk before the
+		// lease goes, so a standby takes over at once.
+		cancel(nil)
+		<-renewing
 		s.snapshots.Wait()
 		_ = s.Env.Control.ReleaseLease(context.WithoutCancel(ctx), s.Owner)
 	}()
@@ -163,7 +167,7 @@ func (s *Streamer) session(ctx context.Context) error {
 	if _, err := pg.PublicationTables(ctx, s.Env.PG, cfg.Publication); err != nil {
 		return classify(err)
 	}
-	if _, err := s.Env.EnsureSlot(ctx, false); err != nil {
+	if _, _, err := s.Env.EnsureSlot(ctx, false); err != nil {
 		return classify(err)
 	}
 	conn, err := pg.ConnectReplication(ctx, cfg.PostgresURL)
@@ -183,6 +187,9 @@ func (s *Streamer) session(ctx context.Context) error {
 	}
 	s.tr.reset(slot.ConfirmedFlushLSN)
 	s.Env.Log.Info("streaming", "slot", cfg.Slot, "from_lsn", slot.ConfirmedFlushLSN.String())
+	if err := s.resumeSnapshots(ctx); err != nil {
+		return err
+	}
 
 	// Writes must be able to finish after a SIGTERM, so they get their own context.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -208,7 +215,10 @@ func (s *Streamer) session(ctx context.Context) error {
 	<-heartbeatDone
 	stopWork()
 	ap.close()
-	sess.report(context.WithoutCancel(ctx), true)
+	final, cancelFinal := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancelFinal()
+	_ = sess.sendStatus(final) // acknowledge what the drain made durable
+	sess.report(final, true)
 	return err
 }
 
