@@ -1,20 +1,7 @@
-// Command finalize is the finalize Lambda handler (see shared/pipeline.Finalize for its input and output).
+// Command finalize sweeps a table whose snapshot is done and reports whether it is
+// consistent (input and output: pipeline.Finalize).
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
+import "tandem/shared/pipeline"
 
-	"tandem/shared/invoke"
-	"tandem/shared/pipeline"
-)
-
-func main() {
-	env, err := pipeline.NewEnv(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "finalize:", err)
-		os.Exit(1)
-	}
-	invoke.Start(env.Finalize)
-}
+func main() { pipeline.Main("finalize", (*pipeline.Env).Finalize) }

@@ -1,20 +1,7 @@
-// Command plan is the plan Lambda handler (see shared/pipeline.Plan for its input and output).
+// Command plan checks PostgreSQL, ensures the publication and the slot, creates the
+// target tables and marks their snapshots pending (input and output: pipeline.Plan).
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
+import "tandem/shared/pipeline"
 
-	"tandem/shared/invoke"
-	"tandem/shared/pipeline"
-)
-
-func main() {
-	env, err := pipeline.NewEnv(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "plan:", err)
-		os.Exit(1)
-	}
-	invoke.Start(env.Plan)
-}
+func main() { pipeline.Main("plan", (*pipeline.Env).Plan) }

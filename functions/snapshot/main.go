@@ -1,20 +1,7 @@
-// Command snapshot is the snapshot Lambda handler (see shared/pipeline.Snapshot for its input and output).
+// Command snapshot copies chunks of one table until it is done or the Lambda deadline
+// nears (input and output: pipeline.Snapshot).
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
+import "tandem/shared/pipeline"
 
-	"tandem/shared/invoke"
-	"tandem/shared/pipeline"
-)
-
-func main() {
-	env, err := pipeline.NewEnv(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "snapshot:", err)
-		os.Exit(1)
-	}
-	invoke.Start(env.Snapshot)
-}
+func main() { pipeline.Main("snapshot", (*pipeline.Env).Snapshot) }

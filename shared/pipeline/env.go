@@ -16,6 +16,7 @@ import (
 	"tandem/shared/config"
 	"tandem/shared/control"
 	"tandem/shared/ddb"
+	"tandem/shared/invoke"
 	"tandem/shared/pg"
 	"tandem/shared/schema"
 	"tandem/shared/target"
@@ -91,4 +92,15 @@ func (e *Env) Describe(ctx context.Context, source string) (*schema.Table, error
 	}
 	t.Target = tc.Target
 	return t, t.Validate()
+}
+
+// Main is a handler binary's whole main: configuration and clients, then the handler
+// served as a Lambda function (or run once, outside Lambda; see package invoke).
+func Main[In, Out any](name string, handler func(*Env, context.Context, In) (Out, error)) {
+	env, err := NewEnv(context.Background())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
+	invoke.Start(func(ctx context.Context, in In) (Out, error) { return handler(env, ctx, in) })
 }
