@@ -108,6 +108,23 @@ func TestStreamerKilled(t *testing.T) {
 	<-snapDone
 	f.waitCaughtUp()
 	f.assertConverged(mixedTables...)
+
+	// ECS stops a task with SIGTERM: the streamer drains, acknowledges what is durable,
+	// releases its lease and exits 0.
+	_ = streamer.Process.Signal(syscall.SIGTERM)
+	exited := make(chan error, 1)
+	go func() { exited <- streamer.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("streamer exit after SIGTERM: %v\n%s", err, out)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("streamer did not stop within 30 s of SIGTERM")
+	}
+	if cp, _ := f.env.Control.Checkpoint(f.ctx); cp.ConfirmedLSN != cp.AppliedLSN {
+		t.Errorf("after SIGTERM confirmed %d != applied %d", cp.ConfirmedLSN, cp.AppliedLSN)
+	}
 	if t.Failed() {
 		t.Logf("last streamer output:\n%s", out.String())
 	}
