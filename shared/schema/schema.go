@@ -163,22 +163,18 @@ func (t *Table) ItemKey(values [][]byte) (map[string]types.AttributeValue, error
 	return key, nil
 }
 
-// KeyID identifies the DynamoDB item of a row: its mapped key, with numbers compared by
+// KeyID identifies the item of a mapped key (from ItemKey), with numbers compared by
 // value as DynamoDB compares them ("1" and "1.0" are one item).
-func (t *Table) KeyID(values [][]byte) (string, error) {
-	key, err := t.ItemKey(values)
-	if err != nil {
-		return "", err
-	}
+func (t *Table) KeyID(key map[string]types.AttributeValue) string {
 	var b strings.Builder
 	for _, k := range t.KeySchema() {
 		switch v := key[k.Name].(type) {
 		case *types.AttributeValueMemberN:
-			r, ok := new(big.Rat).SetString(v.Value)
-			if !ok {
-				return "", fmt.Errorf("table %s: key %s is not a number: %q", t.Source(), k.Name, v.Value)
+			if r, ok := new(big.Rat).SetString(v.Value); ok {
+				b.WriteString("N" + r.RatString())
+			} else {
+				b.WriteString("N" + v.Value)
 			}
-			b.WriteString("N" + r.RatString())
 		case *types.AttributeValueMemberS:
 			b.WriteString("S" + v.Value)
 		case *types.AttributeValueMemberB:
@@ -186,7 +182,7 @@ func (t *Table) KeyID(values [][]byte) (string, error) {
 		}
 		b.WriteByte(0)
 	}
-	return b.String(), nil
+	return b.String()
 }
 
 // KeyString renders a key for logs, errors and dead letters: "id=7" or "a=1,b=x".

@@ -9,6 +9,7 @@ import (
 
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/jackc/pglogrepl"
 
 	"tandem/shared/control"
@@ -79,12 +80,8 @@ func keyText(t *schema.Table, vals [][]byte) []string {
 // routingKey names the DynamoDB item a change writes, so every change of one item goes
 // to one worker in WAL order. It is the mapped key, not the text: numeric 1 and 1.0 are
 // one item.
-func routingKey(t *schema.Table, vals [][]byte) (string, error) {
-	id, err := t.KeyID(vals)
-	if err != nil {
-		return "", err
-	}
-	return t.Source() + "\x00" + id, nil
+func routingKey(t *schema.Table, key map[string]types.AttributeValue) string {
+	return t.Source() + "\x00" + t.KeyID(key)
 }
 
 // row applies an INSERT (old nil), UPDATE or DELETE (next nil).
@@ -106,25 +103,28 @@ func (s *session) row(ctx context.Context, relID uint32, old, next *pglogrepl.Tu
 		return s.submitDelete(ctx, t, oldVals, p)
 	}
 	vals, unchanged := tuple(next)
+	key, err := t.ItemKey(vals)
+	if err != nil {
+		return s.deadLetter(ctx, t, t.KeyString(vals), p, err.Error())
+	}
+	route := routingKey(t, key)
 	if old != nil {
 		// A primary-key update deletes the old key and writes the new one (DESIGN §2.7).
 		oldVals, _ := tuple(old)
-		oldKey, errOld := routingKey(t, oldVals)
-		newKey, errNew := routingKey(t, vals)
-		if errOld == nil && errNew == nil && oldKey != newKey {
+		if oldKey, err := t.ItemKey(oldVals); err == nil && routingKey(t, oldKey) != route {
 			if err := s.submitDelete(ctx, t, oldVals, p); err != nil {
 				return err
 			}
 		}
 	}
 	if unchanged != nil {
-		return s.submitMerge(ctx, rel, vals, unchanged, p)
+		return s.submitMerge(ctx, rel, key, vals, unchanged, p)
 	}
 	item, err := t.Item(vals)
 	if err != nil {
 		return s.deadLetter(ctx, t, t.KeyString(vals), p, err.Error())
 	}
-	return s.submit(ctx, t, vals, p, func(ctx context.Context) error {
+	return s.submit(ctx, t, route, p, func(ctx context.Context) error {
 		_, err := s.Env.Writer.Stream(ctx, t, item, p)
 		return s.tooLarge(ctx, t, t.KeyString(vals), p, err)
 	})
@@ -135,7 +135,7 @@ func (s *session) submitDelete(ctx context.Context, t *schema.Table, oldVals [][
 	if err != nil {
 		return s.deadLetter(ctx, t, t.KeyString(oldVals), p, err.Error())
 	}
-	return s.submit(ctx, t, oldVals, p, func(ctx context.Context) error {
+	return s.submit(ctx, t, routingKey(t, key), p, func(ctx context.Context) error {
 		_, err := s.Env.Writer.Delete(ctx, t, key, p)
 		return err
 	})
@@ -144,12 +144,8 @@ func (s *session) submitDelete(ctx context.Context, t *schema.Table, oldVals [][
 // submitMerge applies an UPDATE that left unchanged TOAST values out (DESIGN §2.6): merged
 // into the existing item, or, when there is none yet, completed by re-reading the row
 // from PostgreSQL before the position can be acknowledged.
-func (s *session) submitMerge(ctx context.Context, rel *relation, vals [][]byte, unchanged []bool, p precedence.Position) error {
+func (s *session) submitMerge(ctx context.Context, rel *relation, key map[string]types.AttributeValue, vals [][]byte, unchanged []bool, p precedence.Position) error {
 	t, floor := rel.table, rel.floor
-	key, err := t.ItemKey(vals)
-	if err != nil {
-		return s.deadLetter(ctx, t, t.KeyString(vals), p, err.Error())
-	}
 	set, err := t.Item(vals)
 	if err != nil {
 		return s.deadLetter(ctx, t, t.KeyString(vals), p, err.Error())
@@ -161,7 +157,7 @@ func (s *session) submitMerge(ctx context.Context, rel *relation, vals [][]byte,
 		}
 	}
 	keyVals := keyText(t, vals)
-	return s.submit(ctx, t, vals, p, func(ctx context.Context) error {
+	return s.submit(ctx, t, routingKey(t, key), p, func(ctx context.Context) error {
 		_, missing, err := s.Env.Writer.Merge(ctx, t, key, set, remove, p, floor)
 		if err != nil || !missing {
 			return s.tooLarge(ctx, t, t.KeyString(vals), p, err)
@@ -189,11 +185,8 @@ func (s *session) submitMerge(ctx context.Context, rel *relation, vals [][]byte,
 	})
 }
 
-func (s *session) submit(ctx context.Context, t *schema.Table, vals [][]byte, p precedence.Position, write func(context.Context) error) error {
-	key, err := routingKey(t, vals)
-	if err != nil {
-		return s.deadLetter(ctx, t, t.KeyString(vals), p, err.Error())
-	}
+// submit queues a write of the item named by route (see routingKey).
+func (s *session) submit(ctx context.Context, t *schema.Table, route string, p precedence.Position, write func(context.Context) error) error {
 	run := write
 	if s.BeforeApply != nil {
 		run = func(ctx context.Context) error {
@@ -201,7 +194,7 @@ func (s *session) submit(ctx context.Context, t *schema.Table, vals [][]byte, p 
 			return write(ctx)
 		}
 	}
-	return s.ap.submit(ctx, job{key: key, txn: s.txn, run: s.counted(run)})
+	return s.ap.submit(ctx, job{key: route, txn: s.txn, run: s.counted(run)})
 }
 
 // tooLarge turns a row DynamoDB cannot hold into a dead letter, so one bad row does not
