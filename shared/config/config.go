@@ -17,6 +17,9 @@ import (
 type Config struct {
 	// PostgresURL is a libpq/pgx connection string for the source database.
 	PostgresURL string `json:"postgres_url"`
+	// PostgresSecretARN names a Secrets Manager secret holding the connection instead:
+	// an RDS-style JSON secret (host, port, username, password, dbname) or a URL string.
+	PostgresSecretARN string `json:"postgres_secret_arn"`
 	// Publication and Slot name the logical replication objects Tandem owns.
 	Publication string `json:"publication"`
 	Slot        string `json:"slot"`
@@ -103,6 +106,7 @@ func Load() (*Config, error) {
 func (c *Config) applyEnv(getenv func(string) string) error {
 	strs := map[string]*string{
 		"TANDEM_PG_URL":        &c.PostgresURL,
+		"TANDEM_PG_SECRET_ARN": &c.PostgresSecretARN,
 		"TANDEM_PUBLICATION":   &c.Publication,
 		"TANDEM_SLOT":          &c.Slot,
 		"TANDEM_CONTROL_TABLE": &c.ControlTable,
@@ -205,8 +209,8 @@ var (
 // Validate reports every problem at once, each naming the setting.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.PostgresURL == "" {
-		errs = append(errs, errors.New("config: postgres_url (TANDEM_PG_URL) is required"))
+	if c.PostgresURL == "" && c.PostgresSecretARN == "" {
+		errs = append(errs, errors.New("config: postgres_url (TANDEM_PG_URL) or postgres_secret_arn (TANDEM_PG_SECRET_ARN) is required"))
 	}
 	for name, v := range map[string]string{"publication": c.Publication, "slot": c.Slot} {
 		if !pgIdent.MatchString(v) {

@@ -10,7 +10,7 @@ import (
 
 func load(t *testing.T, env map[string]string, file string) (*Config, error) {
 	t.Helper()
-	for _, k := range []string{"TANDEM_CONFIG_FILE", "TANDEM_PG_URL", "TANDEM_TABLES", "TANDEM_CHUNK_SIZE", "TANDEM_CREATE_TABLES", "TANDEM_TOMBSTONE_TTL", "TANDEM_SLOT"} {
+	for _, k := range []string{"TANDEM_CONFIG_FILE", "TANDEM_PG_URL", "TANDEM_PG_SECRET_ARN", "TANDEM_TABLES", "TANDEM_CHUNK_SIZE", "TANDEM_CREATE_TABLES", "TANDEM_TOMBSTONE_TTL", "TANDEM_SLOT"} {
 		t.Setenv(k, "")
 	}
 	if file != "" {
@@ -64,7 +64,7 @@ func TestValidationErrorsNameTheSetting(t *testing.T) {
 		file string
 		want []string
 	}{
-		{nil, "", []string{"postgres_url (TANDEM_PG_URL) is required"}},
+		{nil, "", []string{"postgres_url (TANDEM_PG_URL) or postgres_secret_arn (TANDEM_PG_SECRET_ARN) is required"}},
 		{map[string]string{"TANDEM_PG_URL": "x", "TANDEM_CHUNK_SIZE": "lots"}, "", []string{"TANDEM_CHUNK_SIZE", "not an integer"}},
 		{map[string]string{"TANDEM_PG_URL": "x", "TANDEM_CHUNK_SIZE": "0"}, "", []string{"TANDEM_CHUNK_SIZE=0 must be positive"}},
 		{map[string]string{"TANDEM_PG_URL": "x", "TANDEM_SLOT": "Bad-Slot"}, "", []string{"slot", "Bad-Slot"}},

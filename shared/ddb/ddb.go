@@ -11,24 +11,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
-// NewClient returns a DynamoDB client from the default AWS configuration (so
-// AWS_ENDPOINT_URL points it at LocalStack or moto). Throttling and 5xx errors are retried
-// by the SDK's standard retryer with jittered exponential backoff, patiently: a replication
-// stream would rather slow down than fail.
-func NewClient(ctx context.Context) (*dynamodb.Client, error) {
-	cfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("aws config: %w", err)
-	}
-	return FromConfig(cfg), nil
-}
-
-// FromConfig builds the client from an existing configuration.
+// FromConfig returns a DynamoDB client for an AWS configuration (the default one honours
+// AWS_ENDPOINT_URL, so it points at LocalStack or moto as well). Throttling and 5xx
+// errors are retried by the SDK's standard retryer with jittered exponential backoff,
+// patiently: a replication stream would rather slow down than fail.
 func FromConfig(cfg aws.Config) *dynamodb.Client {
 	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {

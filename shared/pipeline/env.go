@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -42,10 +43,16 @@ func NewEnv(ctx context.Context) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := ddb.NewClient(ctx)
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("aws config: %w", err)
 	}
+	if cfg.PostgresURL == "" {
+		if cfg.PostgresURL, err = postgresURLFromSecret(ctx, awsCfg, cfg.PostgresSecretARN); err != nil {
+			return nil, err
+		}
+	}
+	db := ddb.FromConfig(awsCfg)
 	pool, err := pg.Open(ctx, cfg.PostgresURL, int32(cfg.SnapshotWriters)+2)
 	if err != nil {
 		return nil, err
