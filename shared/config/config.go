@@ -31,6 +31,8 @@ type Config struct {
 	Tables []Table `json:"tables"`
 	// ChunkSize is the number of rows one snapshot chunk reads in one short transaction.
 	ChunkSize int `json:"chunk_size"`
+	// MaxConcurrency is how many tables the state machine snapshots at once.
+	MaxConcurrency int `json:"max_concurrency"`
 	// SnapshotWriters is how many DynamoDB writes one snapshot keeps in flight.
 	SnapshotWriters int `json:"snapshot_writers"`
 	// StreamWriters is how many DynamoDB writes the streamer keeps in flight (one key is
@@ -119,6 +121,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	}
 	ints := map[string]*int{
 		"TANDEM_CHUNK_SIZE":       &c.ChunkSize,
+		"TANDEM_MAX_CONCURRENCY":  &c.MaxConcurrency,
 		"TANDEM_SNAPSHOT_WRITERS": &c.SnapshotWriters,
 		"TANDEM_STREAM_WRITERS":   &c.StreamWriters,
 		"TANDEM_MAX_IN_FLIGHT":    &c.MaxInFlight,
@@ -183,6 +186,7 @@ func (c *Config) Defaults() {
 		}
 	}
 	defInt(&c.ChunkSize, 1000)
+	defInt(&c.MaxConcurrency, 4)
 	defInt(&c.SnapshotWriters, 16)
 	defInt(&c.StreamWriters, 32)
 	defInt(&c.MaxInFlight, 10000)

@@ -109,5 +109,8 @@ func Main[In, Out any](name string, handler func(*Env, context.Context, In) (Out
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(1)
 	}
-	invoke.Start(func(ctx context.Context, in In) (Out, error) { return handler(env, ctx, in) })
+	invoke.Start(func(ctx context.Context, in In) (Out, error) {
+		out, err := handler(env, ctx, in)
+		return out, classify(err)
+	})
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 
 	"tandem/shared/control"
 	"tandem/shared/metrics"
@@ -11,6 +12,15 @@ import (
 // TableInput is the input of the snapshot and finalize handlers: one Map item.
 type TableInput struct {
 	Table string `json:"table"`
+	// Error is set by the state machine's Catch when the table's snapshot failed after
+	// its retries: finalize then records the failure instead of sweeping.
+	Error *StateError `json:"error,omitempty"`
+}
+
+// StateError is what a Step Functions Catch puts in its ResultPath.
+type StateError struct {
+	Error string `json:"Error"`
+	Cause string `json:"Cause"`
 }
 
 // Snapshot copies chunks of one table until it is done or the Lambda deadline nears. Its
@@ -50,6 +60,7 @@ type FinalizeOutput struct {
 	TombstonesSwept int    `json:"tombstones_swept"`
 	StaleRowsSwept  int    `json:"stale_rows_swept"`
 	OrphansSwept    int    `json:"orphans_swept"`
+	Error           string `json:"error,omitempty"`
 }
 
 // Finalize runs after a table's snapshot is done. It sweeps what no snapshot can rewrite
@@ -58,6 +69,9 @@ type FinalizeOutput struct {
 // (DESIGN §2.5). It reports whether the table is consistent yet.
 func (e *Env) Finalize(ctx context.Context, in TableInput) (FinalizeOutput, error) {
 	out := FinalizeOutput{Table: in.Table}
+	if in.Error != nil {
+		return e.fail(ctx, in)
+	}
 	t, err := e.Describe(ctx, in.Table)
 	if err != nil {
 		return out, err
@@ -96,4 +110,30 @@ func (e *Env) Finalize(ctx context.Context, in TableInput) (FinalizeOutput, erro
 	e.Log.Info("finalized", "table", in.Table, "consistent", out.Consistent, "tombstones_swept", out.TombstonesSwept,
 		"stale_rows_swept", out.StaleRowsSwept, "orphans_swept", out.OrphansSwept)
 	return out, nil
+}
+
+// fail records a table's failure reported by the state machine, so the control table
+// and the status show it while the other tables go on.
+func (e *Env) fail(ctx context.Context, in TableInput) (FinalizeOutput, error) {
+	st, _, err := e.Control.Table(ctx, in.Table)
+	if err != nil {
+		return FinalizeOutput{Table: in.Table}, err
+	}
+	reason := in.Error.Error + ": " + causeMessage(in.Error.Cause)
+	if err := e.Control.FailSnapshot(ctx, in.Table, st.Epoch, reason); err != nil {
+		return FinalizeOutput{Table: in.Table}, err
+	}
+	e.Log.Error("table failed", "table", in.Table, "reason", reason)
+	return FinalizeOutput{Table: in.Table, State: control.Failed, Error: reason}, nil
+}
+
+// causeMessage extracts errorMessage from a Lambda error cause ({"errorMessage": ...}).
+func causeMessage(cause string) string {
+	var c struct {
+		ErrorMessage string `json:"errorMessage"`
+	}
+	if json.Unmarshal([]byte(cause), &c) == nil && c.ErrorMessage != "" {
+		return c.ErrorMessage
+	}
+	return cause
 }

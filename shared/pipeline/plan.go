@@ -21,9 +21,11 @@ type PlanInput struct {
 
 // PlanOutput lists the tables to snapshot; the state machine maps over Tables.
 type PlanOutput struct {
-	Slot     string      `json:"slot"`
-	StartLSN string      `json:"start_lsn"`
-	Tables   []PlanTable `json:"tables"`
+	Slot     string `json:"slot"`
+	StartLSN string `json:"start_lsn"`
+	// MaxConcurrency is the Map state's MaxConcurrencyPath.
+	MaxConcurrency int         `json:"max_concurrency"`
+	Tables         []PlanTable `json:"tables"`
 }
 
 // PlanTable is one Map item: the input of the snapshot and finalize handlers.
@@ -38,7 +40,7 @@ type PlanTable struct {
 // validates the tables, creates their target tables and marks their snapshots pending.
 func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 	cfg := e.Config
-	out := PlanOutput{Slot: cfg.Slot}
+	out := PlanOutput{Slot: cfg.Slot, MaxConcurrency: cfg.MaxConcurrency}
 	if err := pg.CheckServer(ctx, e.PG); err != nil {
 		return out, err
 	}

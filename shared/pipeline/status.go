@@ -14,6 +14,9 @@ import (
 type StatusOutput struct {
 	Streamer StreamerStatus `json:"streamer"`
 	Tables   []TableStatus  `json:"tables"`
+	// FailedTables lists the tables whose snapshot failed (the state machine ends failed
+	// when there is any).
+	FailedTables []string `json:"failed_tables"`
 	// DeadLetters counts changes Tandem could not apply (see the control table's
 	// "deadletter#" items).
 	DeadLetters int64 `json:"dead_letters"`
@@ -49,7 +52,7 @@ type TableStatus struct {
 
 // Status reads the control table and the slot.
 func (e *Env) Status(ctx context.Context, _ struct{}) (StatusOutput, error) {
-	var out StatusOutput
+	out := StatusOutput{FailedTables: []string{}}
 	cp, err := e.Control.Checkpoint(ctx)
 	if err != nil {
 		return out, err
@@ -82,6 +85,9 @@ func (e *Env) Status(ctx context.Context, _ struct{}) (StatusOutput, error) {
 			ts.ConsistentLSN = pglogrepl.LSN(t.ConsistentLSN).String()
 		}
 		out.Tables = append(out.Tables, ts)
+		if t.State == control.Failed {
+			out.FailedTables = append(out.FailedTables, t.Source)
+		}
 	}
 	return out, nil
 }

@@ -19,6 +19,14 @@ import (
 // keys have at most two attributes, so the second and later key columns are combined.
 const AttrSortKey = "__sk"
 
+// Error says that a table, or one of its values, cannot be replicated as it is: retrying
+// does not help, the table or the configuration must change.
+type Error struct{ msg string }
+
+func (e *Error) Error() string { return e.msg }
+
+func errorf(format string, args ...any) error { return &Error{msg: fmt.Sprintf(format, args...)} }
+
 // Column is one column of a source table.
 type Column struct {
 	Name string
@@ -96,17 +104,17 @@ func (t *Table) KeySchema() []KeyAttribute {
 // Validate reports why the table cannot be replicated, naming the table and column.
 func (t *Table) Validate() error {
 	if len(t.Key) == 0 {
-		return fmt.Errorf("table %s has no primary key: add one, or configure key_columns for it (with REPLICA IDENTITY FULL or USING INDEX on those columns)", t.Source())
+		return errorf("table %s has no primary key: add one, or configure key_columns for it (with REPLICA IDENTITY FULL or USING INDEX on those columns)", t.Source())
 	}
 	for _, c := range t.Columns {
 		if precedence.Reserved(c.Name) {
-			return fmt.Errorf("table %s: column %q uses the reserved prefix \"__\" of Tandem's metadata attributes (__lsn, __src, __deleted, ...): rename the column", t.Source(), c.Name)
+			return errorf("table %s: column %q uses the reserved prefix \"__\" of Tandem's metadata attributes (__lsn, __src, __deleted, ...): rename the column", t.Source(), c.Name)
 		}
 	}
 	for _, ci := range t.Key {
 		c := t.Columns[ci]
 		if _, err := mapping.KeyType(c.Type); err != nil {
-			return fmt.Errorf("table %s: key column %q: %w", t.Source(), c.Name, err)
+			return errorf("table %s: key column %q: %v", t.Source(), c.Name, err)
 		}
 	}
 	return nil
@@ -122,7 +130,7 @@ func (t *Table) Item(values [][]byte) (map[string]types.AttributeValue, error) {
 		}
 		av, err := mapping.Value(t.Columns[i].Type, v)
 		if err != nil {
-			return nil, fmt.Errorf("table %s column %s: %w", t.Source(), t.Columns[i].Name, err)
+			return nil, errorf("table %s column %s: %v", t.Source(), t.Columns[i].Name, err)
 		}
 		item[t.Columns[i].Name] = av
 	}
@@ -144,7 +152,7 @@ func (t *Table) ItemKey(values [][]byte) (map[string]types.AttributeValue, error
 		c := t.Columns[ci]
 		v := values[ci]
 		if v == nil {
-			return nil, fmt.Errorf("table %s: key column %s is NULL", t.Source(), c.Name)
+			return nil, errorf("table %s: key column %s is NULL", t.Source(), c.Name)
 		}
 		if i >= 1 && len(t.Key) > 2 {
 			rest = append(rest, string(v))
@@ -152,7 +160,7 @@ func (t *Table) ItemKey(values [][]byte) (map[string]types.AttributeValue, error
 		}
 		av, err := mapping.KeyValue(c.Type, v)
 		if err != nil {
-			return nil, fmt.Errorf("table %s key column %s: %w", t.Source(), c.Name, err)
+			return nil, errorf("table %s key column %s: %v", t.Source(), c.Name, err)
 		}
 		key[c.Name] = av
 	}
