@@ -227,12 +227,28 @@ func TestBadInput(t *testing.T) {
 		f.assertConverged("public.nums")
 	})
 
-	t.Run("missing publication", func(t *testing.T) {
-		// Plan is skipped, so the configured publication was never created.
-		f := newFixture(t, "CREATE TABLE items (id int PRIMARY KEY)", func(c *config.Config) { c.Publication = "no_such_pub" })
+	t.Run("publication dropped after the first run", func(t *testing.T) {
+		f := newFixture(t, "CREATE TABLE items (id int PRIMARY KEY)", nil)
+		f.plan()
+		// Changes made while the publication is gone would not be in the stream.
+		f.exec("DROP PUBLICATION " + f.cfg.Publication)
 		err := runStreamer(t, f.env, 30*time.Second)
-		wantErr(t, "streamer", err, `"no_such_pub"`, "does not exist")
-		f.assertNoSlot() // no slot holding WAL for a streamer that cannot run
+		wantErr(t, "streamer", err, `"`+f.cfg.Publication+`"`, "does not exist")
+	})
+
+	t.Run("streamer before the first plan creates publication and slot", func(t *testing.T) {
+		// ECS starts the streamer when the stack is created, before any snapshot run.
+		f := newFixture(t, "CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items VALUES (1, 'before')", nil)
+		f.startStreamer(nil)
+		eventually(t, "slot created by the streamer", func() bool {
+			_, err := pg.ReadSlot(f.ctx, f.env.PG, f.cfg.Slot)
+			return err == nil
+		})
+		f.exec("INSERT INTO items VALUES (2, 'streamed before the plan')")
+		f.plan()
+		f.snapshot("public.items")
+		f.waitCaughtUp()
+		f.assertConverged("public.items")
 	})
 
 	t.Run("lost slot", func(t *testing.T) {

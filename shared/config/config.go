@@ -279,6 +279,15 @@ func QualifiedName(name string) string {
 	return s + "." + t
 }
 
+// QualifiedTables lists the configured source tables as "schema.table" (empty: all).
+func (c *Config) QualifiedTables() []string {
+	var names []string
+	for _, t := range c.Tables {
+		names = append(names, QualifiedName(t.Source))
+	}
+	return names
+}
+
 // TableFor returns the configuration of a source table, and whether it is replicated at
 // all: with no tables configured, every table of the publication is.
 func (c *Config) TableFor(schema, table string) (Table, bool) {

@@ -47,11 +47,7 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 	if err := e.Control.EnsureTable(ctx); err != nil {
 		return out, err
 	}
-	var configured []string
-	for _, t := range cfg.Tables {
-		configured = append(configured, config.QualifiedName(t.Source))
-	}
-	if err := pg.EnsurePublication(ctx, e.PG, cfg.Publication, configured); err != nil {
+	if err := pg.EnsurePublication(ctx, e.PG, cfg.Publication, cfg.QualifiedTables()); err != nil {
 		return out, err
 	}
 	start, created, err := e.EnsureSlot(ctx, in.Reset)

@@ -164,6 +164,9 @@ func (s *Streamer) session(ctx context.Context) error {
 	if err := pg.CheckServer(ctx, s.Env.PG); err != nil {
 		return classify(err)
 	}
+	if err := s.ensurePublication(ctx); err != nil {
+		return classify(err)
+	}
 	if _, err := pg.PublicationTables(ctx, s.Env.PG, cfg.Publication); err != nil {
 		return classify(err)
 	}
@@ -220,6 +223,16 @@ func (s *Streamer) session(ctx context.Context) error {
 	_ = sess.sendStatus(final) // acknowledge what the drain made durable
 	sess.report(final, true)
 	return err
+}
+
+// ensurePublication creates the publication when Tandem never ran here (the streamer is
+// deployed before the first snapshot run). Once a slot was recorded, a missing
+// publication is an error: changes made while it was gone are not in the stream.
+func (s *Streamer) ensurePublication(ctx context.Context) error {
+	if _, recorded, err := s.Env.Control.Slot(ctx); err != nil || recorded {
+		return err
+	}
+	return pg.EnsurePublication(ctx, s.Env.PG, s.Env.Config.Publication, s.Env.Config.QualifiedTables())
 }
 
 // session is the state of one replication connection.
