@@ -1,0 +1,212 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
+
+	"tandem/localstack/standin"
+	"tandem/localstack/verify"
+	"tandem/shared/control"
+	"tandem/shared/ddb"
+	"tandem/shared/pipeline"
+)
+
+// deployment is the real template.yaml deployed into a stand-in, against the fixture's
+// database, with the streamer running as a process from its ECS task definition.
+type deployment struct {
+	f     *fixture
+	aws   *standin.StandIn
+	stack *standin.Stack
+	sfn   *sfn.Client
+	// env reads the deployed control and target tables.
+	env  *pipeline.Env
+	runs int
+}
+
+func (f *fixture) deploy(t *testing.T) *deployment {
+	t.Helper()
+	s, err := standin.Start(standin.Options{Addr: "127.0.0.1:0", Dir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("stand-in: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	root, err := standin.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := f.name + "-"
+	st, err := s.Deploy(f.ctx, standin.DeployOptions{Stack: f.name, Template: filepath.Join(root, "template.yaml"), PostgresURL: f.url,
+		Params: map[string]string{"Slot": f.cfg.Slot, "TablePrefix": prefix, "ChunkSize": "40", "MaxConcurrency": "4"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	awsCfg := aws.Config{Region: standin.Region, Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""), BaseEndpoint: aws.String(s.Endpoint)}
+	cfg := *f.cfg
+	cfg.ControlTable, cfg.TablePrefix = st.Outputs["ControlTableName"], prefix
+	d := &deployment{f: f, aws: s, stack: st, sfn: sfn.NewFromConfig(awsCfg),
+		env: pipeline.FromParts(&cfg, f.env.PG, ddb.FromConfig(awsCfg), testLogger())}
+	streamer, err := s.StartStreamer(f.ctx, st, "TANDEM_LEASE_TTL=3s", "TANDEM_STATUS_INTERVAL=200ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = streamer.Process.Signal(os.Interrupt)
+		_ = streamer.Wait()
+	})
+	return d
+}
+
+// run starts an execution of the deployed state machine and waits for its end.
+func (d *deployment) run(t *testing.T) (*sfn.DescribeExecutionOutput, []sfntypes.HistoryEvent) {
+	t.Helper()
+	ctx := d.f.ctx
+	d.runs++
+	ex, err := d.sfn.StartExecution(ctx, &sfn.StartExecutionInput{StateMachineArn: aws.String(d.stack.Outputs["StateMachineArn"]),
+		Name: aws.String(fmt.Sprintf("run-%d", d.runs)), Input: aws.String("{}")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		out, err := d.sfn.DescribeExecution(ctx, &sfn.DescribeExecutionInput{ExecutionArn: ex.ExecutionArn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Status != sfntypes.ExecutionStatusRunning {
+			var events []sfntypes.HistoryEvent
+			p := sfn.NewGetExecutionHistoryPaginator(d.sfn, &sfn.GetExecutionHistoryInput{ExecutionArn: ex.ExecutionArn})
+			for p.HasMorePages() {
+				page, err := p.NextPage(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				events = append(events, page.Events...)
+			}
+			return out, events
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("execution still running after 5 minutes")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func (d *deployment) waitCaughtUp(t *testing.T) {
+	t.Helper()
+	lsn := d.f.currentLSN()
+	eventually(t, "deployed streamer applied past "+lsn.String(), func() bool {
+		cp, err := d.env.Control.Checkpoint(d.f.ctx)
+		return err == nil && cp.AppliedLSN >= uint64(lsn)
+	})
+}
+
+func (d *deployment) assertConverged(t *testing.T, sources ...string) {
+	t.Helper()
+	for _, source := range sources {
+		tbl, err := d.env.Describe(d.f.ctx, source)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := verify.Compare(d.f.ctx, d.f.env.PG, d.env.DB, tbl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Equal() {
+			t.Errorf("%s", res)
+		}
+	}
+}
+
+func count(events []sfntypes.HistoryEvent, typ sfntypes.HistoryEventType) int {
+	n := 0
+	for _, e := range events {
+		if e.Type == typ {
+			n++
+		}
+	}
+	return n
+}
+
+// TestDeployedStateMachine runs the snapshot through the deployed state machine (Plan,
+// Map with one iteration per table, snapshot loops, Finalize) while the streamer process
+// applies a live workload, and requires DynamoDB to equal PostgreSQL afterwards.
+func TestDeployedStateMachine(t *testing.T) {
+	f := newFixture(t, mixedSchema, nil)
+	if err := newWorkload(3, f.src, 100).seedRows(f.ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	d := f.deploy(t)
+	ctx, cancel := context.WithCancel(f.ctx)
+	defer cancel()
+	work := make(chan map[string]int, 1)
+	go func() { work <- runWorkloads(ctx, t, 3, f.src, 100, 2, 120) }()
+
+	out, events := d.run(t)
+	if out.Status != sfntypes.ExecutionStatusSucceeded {
+		t.Fatalf("execution %s: %s %s", out.Status, aws.ToString(out.Error), aws.ToString(out.Cause))
+	}
+	if n := count(events, sfntypes.HistoryEventTypeMapIterationStarted); n != len(mixedTables) {
+		t.Errorf("%d Map iterations, want one per table (%d)", n, len(mixedTables))
+	}
+	ops := <-work
+	d.waitCaughtUp(t)
+	d.assertConverged(t, mixedTables...)
+	for _, source := range mixedTables {
+		st, _, err := d.env.Control.Table(f.ctx, source)
+		if err != nil || st.State != control.Done || st.FinalizedEpoch != st.Epoch {
+			t.Errorf("%s: state %+v %v", source, st, err)
+		}
+	}
+	t.Logf("deployed run converged: %d tables, workload %v", len(mixedTables), ops)
+	// A second run of the same state machine (moto's #10077) re-plans and finishes.
+	if out, _ := d.run(t); out.Status != sfntypes.ExecutionStatusSucceeded {
+		t.Errorf("second execution %s: %s %s", out.Status, aws.ToString(out.Error), aws.ToString(out.Cause))
+	}
+}
+
+// TestDeployedTableFailure makes one table's snapshot fail permanently (a row whose key
+// DynamoDB cannot store): that table is reported failed, in the execution and in the
+// control table, while the other tables complete and converge.
+func TestDeployedTableFailure(t *testing.T) {
+	f := newFixture(t, `
+		CREATE TABLE good (id int PRIMARY KEY, v text);
+		INSERT INTO good SELECT g, 'v' || g FROM generate_series(1, 80) g;
+		CREATE TABLE bad (code text PRIMARY KEY, v text);
+		INSERT INTO bad VALUES ('a', 'fine'), ('', 'an empty string cannot be a DynamoDB key');`, nil)
+	d := f.deploy(t)
+	out, events := d.run(t)
+	if out.Status != sfntypes.ExecutionStatusFailed || aws.ToString(out.Error) != "TablesFailed" {
+		t.Fatalf("execution %s %s, want FAILED with TablesFailed", out.Status, aws.ToString(out.Error))
+	}
+	caught := false
+	for _, e := range events {
+		if e.StateEnteredEventDetails != nil && aws.ToString(e.StateEnteredEventDetails.Name) == "Failed" &&
+			strings.Contains(aws.ToString(e.StateEnteredEventDetails.Input), "public.bad") {
+			caught = true
+		}
+	}
+	if !caught {
+		t.Error("the execution history does not show public.bad entering its Failed state")
+	}
+	st, _, err := d.env.Control.Table(f.ctx, "public.bad")
+	if err != nil || st.State != control.Failed || !strings.Contains(st.Error, "PermanentError") || !strings.Contains(st.Error, "public.bad") {
+		t.Errorf("control table for public.bad: %+v %v", st, err)
+	}
+	good, _, err := d.env.Control.Table(f.ctx, "public.good")
+	if err != nil || good.State != control.Done {
+		t.Errorf("public.good should complete: %+v %v", good, err)
+	}
+	f.exec("UPDATE good SET v = 'after' WHERE id < 5")
+	d.waitCaughtUp(t)
+	d.assertConverged(t, "public.good")
+}
