@@ -1,7 +1,8 @@
 // Command demo runs Tandem end to end on this machine: a throwaway PostgreSQL with a
-// sample schema under a live write load, the moto DynamoDB endpoint, the plan, one
-// snapshot per table in parallel (as the state machine's Map runs them) and the streamer
-// binary, then validates DynamoDB against PostgreSQL and prints a report.
+// sample schema under a live write load, the local AWS stand-in with template.yaml
+// deployed into it, the streamer run from its ECS task definition, and an execution of
+// the snapshot state machine; then it validates DynamoDB against PostgreSQL and prints a
+// report.
 package main
 
 import (
@@ -10,16 +11,21 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"os"
-	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	awsv2 "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"tandem/localstack/standin"
 	"tandem/localstack/testenv"
 	"tandem/localstack/verify"
 	"tandem/shared/config"
@@ -57,13 +63,13 @@ func main() {
 
 func run(ctx context.Context, rows int) error {
 	began := time.Now()
-	step("starting PostgreSQL 15 (wal_level=logical) and the moto DynamoDB endpoint")
-	stack, err := testenv.Start()
+	step("starting PostgreSQL 15 (wal_level=logical) with a sample schema")
+	pgc, err := testenv.StartPostgres(testenv.PostgresOptions{})
 	if err != nil {
 		return err
 	}
-	defer stack.Stop()
-	url, err := stack.PG.CreateDatabase("demo")
+	defer pgc.Stop()
+	url, err := pgc.CreateDatabase("demo")
 	if err != nil {
 		return err
 	}
@@ -75,69 +81,67 @@ func run(ctx context.Context, rows int) error {
 	if _, err := src.Exec(ctx, strings.ReplaceAll(sampleSchema, "$ROWS", fmt.Sprint(rows))); err != nil {
 		return fmt.Errorf("sample schema: %w", err)
 	}
-
-	cfg := &config.Config{PostgresURL: url, ChunkSize: 500, TablePrefix: "demo_"}
-	cfg.Defaults()
-	awsCfg, err := stack.Moto.AWSConfig(ctx)
-	if err != nil {
-		return err
-	}
-	pool, err := pg.Open(ctx, url, 40)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	env := pipeline.FromParts(cfg, pool, ddb.FromConfig(awsCfg), quiet)
-
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
 	var load sync.WaitGroup
 	var writes int64
 	load.Go(func() { writes = writeLoad(loadCtx, src, rows) })
 
-	step("plan: publication, slot (before any snapshot read), target tables")
-	plan, err := env.Plan(ctx, pipeline.PlanInput{})
+	step("starting the local AWS stand-in (moto + Lambda runtime gateway) on " + standinAddr())
+	aws, err := standin.Start(standin.Options{Addr: standinAddr()})
 	if err != nil {
 		return err
 	}
-	step("starting the streamer (the ECS service) while the snapshots run")
-	streamer, err := startStreamer(ctx, stack, cfg)
+	defer aws.Stop()
+	step("deploying template.yaml (SAM transform, CloudFormation) into it")
+	root, err := standin.ModuleRoot()
+	if err != nil {
+		return err
+	}
+	stack, err := aws.Deploy(ctx, standin.DeployOptions{Stack: "tandem-demo", Template: filepath.Join(root, "template.yaml"),
+		PostgresURL: url, Params: map[string]string{"ChunkSize": "500", "TablePrefix": "demo-"}})
+	if err != nil {
+		return err
+	}
+	step("starting the streamer with its ECS task definition's environment")
+	streamer, err := aws.StartStreamer(ctx, stack)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = streamer.Process.Signal(syscall.SIGTERM); _ = streamer.Wait() }()
 
-	step(fmt.Sprintf("snapshotting %d tables in parallel under a live write load", len(plan.Tables)))
-	var snaps sync.WaitGroup
-	errs := make(chan error, len(plan.Tables))
-	for _, t := range plan.Tables {
-		snaps.Go(func() {
-			if _, err := env.Snapshot(ctx, pipeline.TableInput{Table: t.Table}); err != nil {
-				errs <- err
-			}
-		})
+	step("starting the snapshot state machine while the write load runs")
+	arn, err := aws.StartExecution(ctx, stack, "demo", "{}")
+	if err != nil {
+		return err
 	}
-	done := make(chan struct{})
-	go func() { snaps.Wait(); close(done) }()
-	for waiting := true; waiting; {
+	pool, err := pg.Open(ctx, url, 8)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	cfg := &config.Config{PostgresURL: url, ControlTable: stack.Outputs["ControlTableName"], TablePrefix: "demo-"}
+	cfg.Defaults()
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	env := pipeline.FromParts(cfg, pool, ddb.FromConfig(aws.AWSConfig()), quiet)
+	states := sfn.NewFromConfig(aws.AWSConfig())
+	var exec *sfn.DescribeExecutionOutput
+	for {
+		if exec, err = states.DescribeExecution(ctx, &sfn.DescribeExecutionInput{ExecutionArn: &arn}); err != nil {
+			return err
+		}
+		printStatus(ctx, env, string(exec.Status))
+		if exec.Status != sfntypes.ExecutionStatusRunning {
+			break
+		}
 		select {
-		case <-done:
-			waiting = false
 		case <-time.After(2 * time.Second):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		printStatus(ctx, env)
 	}
-	close(errs)
-	for err := range errs {
-		return err
-	}
-	for _, t := range plan.Tables {
-		if _, err := env.Finalize(ctx, pipeline.TableInput{Table: t.Table}); err != nil {
-			return err
-		}
+	if exec.Status != sfntypes.ExecutionStatusSucceeded {
+		return fmt.Errorf("execution %s: %s: %s", exec.Status, awsv2.ToString(exec.Error), awsv2.ToString(exec.Cause))
 	}
 	snapshotsDone := time.Since(began)
 
@@ -153,7 +157,7 @@ func run(ctx context.Context, rows int) error {
 		if err != nil {
 			return err
 		}
-		all := true
+		all := len(st.Tables) > 0
 		for _, t := range st.Tables {
 			all = all && t.Consistent
 		}
@@ -169,9 +173,12 @@ func run(ctx context.Context, rows int) error {
 	consistent := time.Since(began)
 
 	step("validating every DynamoDB table against PostgreSQL")
-	ok := true
-	total := 0
-	for _, t := range plan.Tables {
+	st, err := env.Status(ctx, struct{}{})
+	if err != nil {
+		return err
+	}
+	ok, total := true, 0
+	for _, t := range st.Tables {
 		tbl, err := env.Describe(ctx, t.Table)
 		if err != nil {
 			return err
@@ -184,9 +191,9 @@ func run(ctx context.Context, rows int) error {
 		ok = ok && res.Equal()
 		total += res.Rows
 	}
-	st, _ := env.Status(ctx, struct{}{})
-	fmt.Printf("\nReport\n  tables: %d, rows: %d, writes during the run: %d\n  snapshots done after %s, all tables consistent after %s\n  final lag: %d bytes, %.1f s; retained WAL: %d bytes\n",
-		len(plan.Tables), total, writes, snapshotsDone.Round(time.Millisecond), consistent.Round(time.Millisecond),
+	st, _ = env.Status(ctx, struct{}{})
+	fmt.Printf("\nReport\n  tables: %d, rows: %d, writes during the run: %d\n  execution %s after %s, all tables consistent after %s\n  final lag: %d bytes, %.1f s; retained WAL: %d bytes\n",
+		len(st.Tables), total, writes, exec.Status, snapshotsDone.Round(time.Millisecond), consistent.Round(time.Millisecond),
 		st.Streamer.LagBytes, st.Streamer.LagSeconds, st.Streamer.RetainedWAL)
 	if !ok {
 		return fmt.Errorf("DynamoDB differs from PostgreSQL")
@@ -195,26 +202,18 @@ func run(ctx context.Context, rows int) error {
 	return nil
 }
 
-func step(s string) { fmt.Printf("==> %s\n", s) }
-
-func startStreamer(ctx context.Context, stack *testenv.Env, cfg *config.Config) (*exec.Cmd, error) {
-	bin, err := testenv.Binary("tandem/streamer")
-	if err != nil {
-		return nil, err
+// standinAddr is LocalStack's port unless something already listens there.
+func standinAddr() string {
+	if ln, err := net.Listen("tcp", "127.0.0.1:4566"); err == nil {
+		ln.Close()
+		return "127.0.0.1:4566"
 	}
-	cmd := exec.CommandContext(ctx, bin)
-	cmd.Env = append(append(os.Environ(), stack.Moto.EnvVars()...), "TANDEM_PG_URL="+cfg.PostgresURL,
-		"TANDEM_TABLE_PREFIX="+cfg.TablePrefix, "TANDEM_LEASE_TTL=6s")
-	log, err := os.Create(os.TempDir() + "/tandem-demo-streamer.log")
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	return cmd, cmd.Start()
+	return "127.0.0.1:0"
 }
 
-func printStatus(ctx context.Context, env *pipeline.Env) {
+func step(s string) { fmt.Printf("==> %s\n", s) }
+
+func printStatus(ctx context.Context, env *pipeline.Env, execution string) {
 	st, err := env.Status(ctx, struct{}{})
 	if err != nil {
 		return
@@ -223,7 +222,7 @@ func printStatus(ctx context.Context, env *pipeline.Env) {
 	for _, t := range st.Tables {
 		parts = append(parts, fmt.Sprintf("%s %s %d/%d", t.Table, t.State, t.RowsCopied, max(t.RowsEstimate, 0)))
 	}
-	fmt.Printf("  %s | streamer applied %s, lag %d bytes %.1fs\n", strings.Join(parts, " | "), st.Streamer.AppliedLSN, st.Streamer.LagBytes, st.Streamer.LagSeconds)
+	fmt.Printf("  execution %s | %s | streamer applied %s, lag %d bytes %.1fs\n", execution, strings.Join(parts, " | "), st.Streamer.AppliedLSN, st.Streamer.LagBytes, st.Streamer.LagSeconds)
 }
 
 // writeLoad inserts, updates and deletes customers and order lines until ctx ends.

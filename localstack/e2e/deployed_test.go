@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 
@@ -50,7 +49,7 @@ func (f *fixture) deploy(t *testing.T) *deployment {
 	if err != nil {
 		t.Fatal(err)
 	}
-	awsCfg := aws.Config{Region: standin.Region, Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""), BaseEndpoint: aws.String(s.Endpoint)}
+	awsCfg := s.AWSConfig()
 	cfg := *f.cfg
 	cfg.ControlTable, cfg.TablePrefix = st.Outputs["ControlTableName"], prefix
 	d := &deployment{f: f, aws: s, stack: st, sfn: sfn.NewFromConfig(awsCfg),
@@ -71,11 +70,11 @@ func (d *deployment) run(t *testing.T) (*sfn.DescribeExecutionOutput, []sfntypes
 	t.Helper()
 	ctx := d.f.ctx
 	d.runs++
-	ex, err := d.sfn.StartExecution(ctx, &sfn.StartExecutionInput{StateMachineArn: aws.String(d.stack.Outputs["StateMachineArn"]),
-		Name: aws.String(fmt.Sprintf("run-%d", d.runs)), Input: aws.String("{}")})
+	arn, err := d.aws.StartExecution(ctx, d.stack, fmt.Sprintf("run-%d", d.runs), "{}")
 	if err != nil {
 		t.Fatal(err)
 	}
+	ex := &sfn.StartExecutionOutput{ExecutionArn: aws.String(arn)}
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		out, err := d.sfn.DescribeExecution(ctx, &sfn.DescribeExecutionInput{ExecutionArn: ex.ExecutionArn})

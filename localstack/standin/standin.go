@@ -18,6 +18,10 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
 )
 
 var (
@@ -259,4 +263,19 @@ func tail(b []byte) string {
 		b = b[len(b)-4000:]
 	}
 	return string(b)
+}
+
+// AWSConfig is an SDK configuration for the stand-in.
+func (s *StandIn) AWSConfig() aws.Config {
+	return aws.Config{Region: Region, Credentials: credentials.NewStaticCredentialsProvider(key, key, ""), BaseEndpoint: aws.String(s.Endpoint)}
+}
+
+// StartExecution starts a run of the deployed state machine.
+func (s *StandIn) StartExecution(ctx context.Context, st *Stack, name, input string) (string, error) {
+	out, err := sfn.NewFromConfig(s.AWSConfig()).StartExecution(ctx, &sfn.StartExecutionInput{
+		StateMachineArn: aws.String(st.Outputs["StateMachineArn"]), Name: aws.String(name), Input: aws.String(input)})
+	if err != nil {
+		return "", fmt.Errorf("starting the state machine: %w", err)
+	}
+	return aws.ToString(out.ExecutionArn), nil
 }

@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 
 	"tandem/localstack/testenv"
@@ -26,10 +25,6 @@ func start(t *testing.T) *StandIn {
 	}
 	t.Cleanup(s.Stop)
 	return s
-}
-
-func awsConfig(s *StandIn) aws.Config {
-	return aws.Config{Region: Region, Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""), BaseEndpoint: aws.String(s.Endpoint)}
 }
 
 // awsCLI runs the AWS CLI (python) against the stand-in and decodes its JSON output.
@@ -116,7 +111,7 @@ func TestStateMachineDefinition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := sfn.NewFromConfig(awsConfig(s))
+	client := sfn.NewFromConfig(s.AWSConfig())
 	create := func(name, definition string) error {
 		_, err := client.CreateStateMachine(context.Background(), &sfn.CreateStateMachineInput{
 			Name: aws.String(name), Definition: aws.String(definition), RoleArn: aws.String("arn:aws:iam::123456789012:role/sfn")})
