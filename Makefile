@@ -4,7 +4,7 @@ GO ?= go
 FUNCTIONS := plan snapshot finalize status
 BUILD := .build
 
-.PHONY: all build test test-long bench lint fmt demo image clean $(addprefix build-,$(FUNCTIONS))
+.PHONY: all build test test-long bench lint fmt demo image up status down clean $(addprefix build-,$(FUNCTIONS))
 
 all: build
 
@@ -57,3 +57,28 @@ clean:
 ## demo: the whole pipeline on this machine (PostgreSQL + moto are started and stopped).
 demo:
 	$(GO) run ./localstack/demo
+
+## up: the local pipeline against your own database, left running for inspection:
+##   make up PG_URL=postgres://user:pass@host:5432/db [TABLES=public.a,public.b]
+up:
+	@test -n "$(PG_URL)" || { echo "usage: make up PG_URL=postgres://... [TABLES=schema.table,...]"; exit 2; }
+	@mkdir -p .standin && rm -f .standin/up.json
+	$(GO) build -o $(BUILD)/up ./localstack/up
+	@nohup $(BUILD)/up --pg-url '$(PG_URL)' --tables '$(TABLES)' --state .standin > .standin/up.log 2>&1 & echo $$! > .standin/pid
+	@for i in $$(seq 1 120); do \
+		if [ -f .standin/up.json ]; then cat .standin/up.json; echo; \
+			echo "Endpoint http://127.0.0.1:4566 (AWS_ENDPOINT_URL). Status: make status. Stop: make down."; exit 0; fi; \
+		if ! kill -0 $$(cat .standin/pid) 2>/dev/null; then cat .standin/up.log; exit 1; fi; sleep 1; done; \
+	echo "up did not finish within 120 s; see .standin/up.log"; exit 1
+
+## status: per-table progress and the streamer's lag, from the deployed status function.
+status:
+	@AWS_ENDPOINT_URL=http://127.0.0.1:4566 AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
+		aws --endpoint-url http://127.0.0.1:4566 lambda invoke --payload '{}' --function-name \
+		$$(python3 -c "import json;print(json.load(open('.standin/up.json'))['stack']['StatusFunctionName'])") /dev/stdout | head -c 20000; echo
+
+## down: stop what make up started.
+down:
+	@if [ -f .standin/pid ]; then kill -TERM $$(cat .standin/pid) 2>/dev/null || true; \
+		for i in $$(seq 1 60); do kill -0 $$(cat .standin/pid) 2>/dev/null || break; sleep 1; done; rm -f .standin/pid; fi
+	@echo "stopped"
