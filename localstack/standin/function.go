@@ -294,11 +294,11 @@ func (f *function) close() {
 	for _, w := range workers {
 		_ = w.cmd.Process.Signal(syscall.SIGTERM)
 	}
-	grace := time.After(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for _, w := range workers {
 		select {
 		case <-w.exited:
-		case <-grace:
+		case <-time.After(time.Until(deadline)):
 			_ = w.cmd.Process.Kill()
 		}
 	}
