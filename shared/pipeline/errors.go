@@ -5,6 +5,7 @@ import (
 
 	"tandem/shared/pg"
 	"tandem/shared/schema"
+	"tandem/shared/snapshot"
 )
 
 // The error types a handler returns. Lambda reports an error's type name as its
@@ -29,7 +30,8 @@ func classify(err error) error {
 	}
 	var m *pg.Misconfigured
 	var s *schema.Error
-	if errors.As(err, &m) || errors.As(err, &s) {
+	var f *snapshot.FailedError
+	if errors.As(err, &m) || errors.As(err, &s) || errors.As(err, &f) {
 		return &PermanentError{Err: err}
 	}
 	return &TransientError{Err: err}

@@ -38,6 +38,13 @@ type Copier struct {
 	AfterRead func(ctx context.Context, t *schema.Table, c *pg.Chunk)
 }
 
+// FailedError reports that the runner that owns a table's snapshot failed it.
+type FailedError struct{ Table, Reason string }
+
+func (e *FailedError) Error() string {
+	return fmt.Sprintf("the snapshot of %s failed: %s", e.Table, e.Reason)
+}
+
 // Result is where a table's snapshot stands after Run.
 type Result struct {
 	Table        string `json:"table"`
@@ -61,7 +68,7 @@ func (c *Copier) Run(ctx context.Context, t *schema.Table, deadline time.Time) (
 		return Result{Table: t.Source()}, err
 	}
 	if st.Runner != c.Runner {
-		return c.result(ctx, t, false)
+		return c.awaitOther(ctx, t, deadline)
 	}
 	var slowest time.Duration
 	for st.State == control.Running {
@@ -188,6 +195,29 @@ func (c *Copier) fenced(ctx context.Context, t *schema.Table) (Result, error) {
 		c.Log.Info("snapshot fenced by truncate", "table", t.Source(), "stale_rows_swept", n)
 	}
 	return c.result(ctx, t, true)
+}
+
+// awaitOther waits while another runner (the streamer) copies the table, until it is done
+// or the deadline nears, so the state machine's loop does not spin on it.
+func (c *Copier) awaitOther(ctx context.Context, t *schema.Table, deadline time.Time) (Result, error) {
+	for {
+		res, err := c.result(ctx, t, false)
+		if err == nil && res.State == control.Failed {
+			st, _, _ := c.Control.Table(ctx, t.Source())
+			return res, &FailedError{Table: t.Source(), Reason: st.Error}
+		}
+		if err != nil || res.Done {
+			return res, err
+		}
+		if !deadline.IsZero() && time.Until(deadline) < 15*time.Second {
+			return res, nil
+		}
+		select {
+		case <-time.After(5 * time.Second):
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+	}
 }
 
 func (c *Copier) result(ctx context.Context, t *schema.Table, fenced bool) (Result, error) {
