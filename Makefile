@@ -25,9 +25,9 @@ build-PlanFunction build-SnapshotFunction build-FinalizeFunction build-StatusFun
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -tags lambda.norpc -ldflags='-s -w' \
 		-o $(ARTIFACTS_DIR)/bootstrap ./functions/$(shell echo $* | tr A-Z a-z)
 
-## image: the streamer's container image (needs a docker engine).
+## image: the streamer's arm64 container image (needs a docker engine with buildx).
 image:
-	docker build -f infra/Dockerfile -t tandem-streamer .
+	docker buildx build --platform linux/arm64 -f infra/Dockerfile -t tandem-streamer --load .
 
 ## test: everything CI runs — vet, unit tests and the end-to-end tests against a real
 ## PostgreSQL and the moto DynamoDB endpoint, both started by the tests themselves.
@@ -62,23 +62,25 @@ demo:
 ##   make up PG_URL=postgres://user:pass@host:5432/db [TABLES=public.a,public.b]
 up:
 	@test -n "$(PG_URL)" || { echo "usage: make up PG_URL=postgres://... [TABLES=schema.table,...]"; exit 2; }
+	@if [ -f .standin/pid ] && kill -0 $$(cat .standin/pid) 2>/dev/null; then echo "already up (pid $$(cat .standin/pid)); make down first"; exit 1; fi
 	@mkdir -p .standin && rm -f .standin/up.json
 	$(GO) build -o $(BUILD)/up ./localstack/up
 	@nohup $(BUILD)/up --pg-url '$(PG_URL)' --tables '$(TABLES)' --state .standin > .standin/up.log 2>&1 & echo $$! > .standin/pid
-	@for i in $$(seq 1 120); do \
+	@for i in $$(seq 1 300); do \
 		if [ -f .standin/up.json ]; then cat .standin/up.json; echo; \
 			echo "Endpoint http://127.0.0.1:4566 (AWS_ENDPOINT_URL). Status: make status. Stop: make down."; exit 0; fi; \
-		if ! kill -0 $$(cat .standin/pid) 2>/dev/null; then cat .standin/up.log; exit 1; fi; sleep 1; done; \
-	echo "up did not finish within 120 s; see .standin/up.log"; exit 1
+		if ! kill -0 $$(cat .standin/pid) 2>/dev/null; then cat .standin/up.log; rm -f .standin/pid; exit 1; fi; sleep 1; done; \
+	echo "up did not finish within 300 s; stopping it (see .standin/up.log)"; $(MAKE) --no-print-directory down; exit 1
 
 ## status: per-table progress and the streamer's lag, from the deployed status function.
 status:
 	@AWS_ENDPOINT_URL=http://127.0.0.1:4566 AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
-		aws --endpoint-url http://127.0.0.1:4566 lambda invoke --payload '{}' --function-name \
+		aws --endpoint-url http://127.0.0.1:4566 lambda invoke --payload '{}' $$(aws --version 2>&1 | grep -q '^aws-cli/2' && echo --cli-binary-format raw-in-base64-out) --function-name \
 		$$(python3 -c "import json;print(json.load(open('.standin/up.json'))['stack']['StatusFunctionName'])") /dev/stdout | head -c 20000; echo
 
 ## down: stop what make up started.
 down:
-	@if [ -f .standin/pid ]; then kill -TERM $$(cat .standin/pid) 2>/dev/null || true; \
-		for i in $$(seq 1 60); do kill -0 $$(cat .standin/pid) 2>/dev/null || break; sleep 1; done; rm -f .standin/pid; fi
+	@if [ -f .standin/pid ]; then pid=$$(cat .standin/pid); kill -TERM $$pid 2>/dev/null || true; \
+		for i in $$(seq 1 60); do kill -0 $$pid 2>/dev/null || break; sleep 1; done; \
+		kill -KILL $$pid 2>/dev/null || true; rm -f .standin/pid; fi
 	@echo "stopped"

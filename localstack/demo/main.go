@@ -108,7 +108,7 @@ func run(ctx context.Context, rows int) error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = streamer.Process.Signal(syscall.SIGTERM); _ = streamer.Wait() }()
+	defer streamer.Stop()
 
 	step("starting the snapshot state machine while the write load runs")
 	arn, err := aws.StartExecution(ctx, stack, "demo", "{}")
@@ -152,8 +152,9 @@ func run(ctx context.Context, rows int) error {
 	if err != nil {
 		return err
 	}
+	timeout := time.After(5 * time.Minute)
 	for {
-		st, err := env.Status(ctx, struct{}{})
+		st, err := env.Status(ctx, pipeline.StatusInput{})
 		if err != nil {
 			return err
 		}
@@ -166,6 +167,10 @@ func run(ctx context.Context, rows int) error {
 		}
 		select {
 		case <-time.After(500 * time.Millisecond):
+		case <-streamer.Done():
+			return fmt.Errorf("the streamer exited; see %s", streamer.Log)
+		case <-timeout:
+			return fmt.Errorf("tables not consistent within 5 minutes; see %s", streamer.Log)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -173,7 +178,7 @@ func run(ctx context.Context, rows int) error {
 	consistent := time.Since(began)
 
 	step("validating every DynamoDB table against PostgreSQL")
-	st, err := env.Status(ctx, struct{}{})
+	st, err := env.Status(ctx, pipeline.StatusInput{})
 	if err != nil {
 		return err
 	}
@@ -191,7 +196,7 @@ func run(ctx context.Context, rows int) error {
 		ok = ok && res.Equal()
 		total += res.Rows
 	}
-	st, _ = env.Status(ctx, struct{}{})
+	st, _ = env.Status(ctx, pipeline.StatusInput{})
 	fmt.Printf("\nReport\n  tables: %d, rows: %d, writes during the run: %d\n  execution %s after %s, all tables consistent after %s\n  final lag: %d bytes, %.1f s; retained WAL: %d bytes\n",
 		len(st.Tables), total, writes, exec.Status, snapshotsDone.Round(time.Millisecond), consistent.Round(time.Millisecond),
 		st.Streamer.LagBytes, st.Streamer.LagSeconds, st.Streamer.RetainedWAL)
@@ -214,7 +219,7 @@ func standinAddr() string {
 func step(s string) { fmt.Printf("==> %s\n", s) }
 
 func printStatus(ctx context.Context, env *pipeline.Env, execution string) {
-	st, err := env.Status(ctx, struct{}{})
+	st, err := env.Status(ctx, pipeline.StatusInput{})
 	if err != nil {
 		return
 	}

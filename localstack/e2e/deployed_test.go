@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -58,10 +57,7 @@ func (f *fixture) deploy(t *testing.T) *deployment {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = streamer.Process.Signal(os.Interrupt)
-		_ = streamer.Wait()
-	})
+	t.Cleanup(streamer.Stop)
 	return d
 }
 

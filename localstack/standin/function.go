@@ -32,20 +32,24 @@ type function struct {
 	logFile   *os.File
 	log       *slog.Logger
 
-	queue   chan *invocation
-	mu      sync.Mutex
-	workers []*worker
-	idle    atomic.Int32
-	nextID  atomic.Int64
-	closed  bool
+	queue  chan *invocation
+	nextID atomic.Int64
+
+	// mu guards the accounting that decides when to start a worker: every queued
+	// invocation must have a worker that is waiting for work or about to.
+	mu       sync.Mutex
+	workers  []*worker
+	queued   int // invocations not yet taken by a worker
+	idle     int // workers waiting in /next
+	starting int // workers started that have not asked for work yet
+	closed   bool
 }
 
 type invocation struct {
-	id       string
-	payload  []byte
-	deadline time.Time
-	done     chan result
-	once     sync.Once
+	id      string
+	payload []byte
+	done    chan result
+	once    sync.Once
 }
 
 type result struct {
@@ -133,23 +137,30 @@ func extractBootstrap(zipped []byte, dir string) (string, error) {
 }
 
 // enqueue queues an invocation and makes sure a worker will take it: warm workers are
-// reused; a new one starts when all are busy, up to the limit.
+// reused; new ones start while queued invocations outnumber the workers free for them.
 func (f *function) enqueue(payload []byte) *invocation {
-	inv := &invocation{
-		id:       fmt.Sprintf("%s-%d", f.name, f.nextID.Add(1)),
-		payload:  payload,
-		deadline: time.Now().Add(f.timeout),
-		done:     make(chan result, 1),
-	}
-	f.queue <- inv
+	inv := &invocation{id: fmt.Sprintf("%s-%d", f.name, f.nextID.Add(1)), payload: payload, done: make(chan result, 1)}
 	f.mu.Lock()
-	if f.idle.Load() == 0 && len(f.workers) < f.max && !f.closed {
+	if f.closed {
+		f.mu.Unlock()
+		inv.finish(errorResult("ServiceException", "the stand-in is shutting down"))
+		return inv
+	}
+	f.queued++
+	f.ensureWorkers()
+	f.mu.Unlock()
+	f.queue <- inv
+	return inv
+}
+
+// ensureWorkers starts workers for queued invocations; f.mu is held.
+func (f *function) ensureWorkers() {
+	for !f.closed && f.queued > f.idle+f.starting && len(f.workers) < f.max {
 		if err := f.startWorker(); err != nil {
 			f.log.Error("cannot start worker", "error", err.Error())
+			return
 		}
 	}
-	f.mu.Unlock()
-	return inv
 }
 
 // worker is one bootstrap process with its own Runtime API endpoint, so a timed-out
@@ -162,6 +173,7 @@ type worker struct {
 	mu      sync.Mutex
 	current *invocation
 	timer   *time.Timer
+	asked   bool // it has called /next at least once
 }
 
 func (f *function) startWorker() error {
@@ -179,7 +191,7 @@ func (f *function) startWorker() error {
 	go func() { _ = w.server.Serve(ln) }()
 
 	w.cmd = exec.Command(f.bootstrap)
-	w.cmd.Env = append(append(os.Environ(), f.env...), "AWS_LAMBDA_RUNTIME_API="+ln.Addr().String())
+	w.cmd.Env = append(append(environ(), f.env...), "AWS_LAMBDA_RUNTIME_API="+ln.Addr().String())
 	w.cmd.Stdout, w.cmd.Stderr = f.logFile, f.logFile
 	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := w.cmd.Start(); err != nil {
@@ -187,51 +199,82 @@ func (f *function) startWorker() error {
 		return err
 	}
 	f.workers = append(f.workers, w)
+	f.starting++
 	f.log.Info("worker started", "pid", w.cmd.Process.Pid, "workers", len(f.workers))
 	go w.wait()
 	return nil
 }
 
-// wait reaps the process; an invocation it held fails as Lambda reports a crashed runtime.
+// wait reaps the process. An invocation it held fails as Lambda reports a crashed
+// runtime; a worker that died before asking for work (its init failed) fails one queued
+// invocation the same way, so a broken function cannot hang its callers; and queued work
+// gets a replacement worker.
 func (w *worker) wait() {
 	err := w.cmd.Wait()
 	close(w.exited)
 	_ = w.server.Close()
+	w.mu.Lock()
+	inv, asked := w.current, w.asked
+	w.current = nil
+	w.mu.Unlock()
+	if inv != nil {
+		inv.finish(errorResult("Runtime.ExitError", fmt.Sprintf("RequestId: %s Error: Runtime exited: %v", inv.id, err)))
+	}
 	f := w.f
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	for i, x := range f.workers {
 		if x == w {
 			f.workers = append(f.workers[:i], f.workers[i+1:]...)
 			break
 		}
 	}
-	f.mu.Unlock()
-	w.mu.Lock()
-	inv := w.current
-	w.mu.Unlock()
-	if inv != nil {
-		inv.finish(errorResult("Runtime.ExitError", fmt.Sprintf("RequestId: %s Error: Runtime exited: %v", inv.id, err)))
+	if !asked {
+		f.starting--
+		select {
+		case queued := <-f.queue:
+			f.queued--
+			queued.finish(errorResult("Runtime.ExitError", fmt.Sprintf("RequestId: %s Error: Runtime exited before asking for work: %v", queued.id, err)))
+		default:
+		}
 	}
+	f.ensureWorkers()
 }
 
 func (w *worker) next(rw http.ResponseWriter, r *http.Request) {
 	f := w.f
-	f.idle.Add(1)
+	f.mu.Lock()
+	w.mu.Lock()
+	if !w.asked {
+		w.asked = true
+		f.starting--
+	}
+	w.mu.Unlock()
+	f.idle++
+	f.mu.Unlock()
 	var inv *invocation
 	select {
 	case inv = <-f.queue:
 	case <-r.Context().Done():
-		f.idle.Add(-1)
+	}
+	f.mu.Lock()
+	f.idle--
+	if inv != nil {
+		f.queued--
+	}
+	f.mu.Unlock()
+	if inv == nil {
 		return
 	}
-	f.idle.Add(-1)
+	// The timeout runs from when a worker takes the invocation, as in Lambda.
+	deadline := time.Now().Add(f.timeout)
 	w.mu.Lock()
 	w.current = inv
-	w.timer = time.AfterFunc(time.Until(inv.deadline), func() { w.timeout(inv) })
+	w.timer = time.AfterFunc(f.timeout, func() { w.timeout(inv) })
 	w.mu.Unlock()
 	h := rw.Header()
 	h.Set("Lambda-Runtime-Aws-Request-Id", inv.id)
-	h.Set("Lambda-Runtime-Deadline-Ms", strconv.FormatInt(inv.deadline.UnixMilli(), 10))
+	h.Set("Lambda-Runtime-Deadline-Ms", strconv.FormatInt(deadline.UnixMilli(), 10))
 	h.Set("Lambda-Runtime-Invoked-Function-Arn", f.arn)
 	h.Set("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000")
 	h.Set("Content-Type", "application/json")
@@ -291,6 +334,15 @@ func (f *function) close() {
 	f.closed = true
 	workers := append([]*worker(nil), f.workers...)
 	f.mu.Unlock()
+	for {
+		select {
+		case inv := <-f.queue:
+			inv.finish(errorResult("ServiceException", "the stand-in is shutting down"))
+			continue
+		default:
+		}
+		break
+	}
 	for _, w := range workers {
 		_ = w.cmd.Process.Signal(syscall.SIGTERM)
 	}

@@ -36,6 +36,7 @@ type Gateway struct {
 	proxy     *httputil.ReverseProxy
 	mu        sync.Mutex
 	functions map[string]*function
+	closed    bool
 }
 
 var invokePath = regexp.MustCompile(`^/2015-03-31/functions/([^/]+)/invocations$`)
@@ -110,6 +111,9 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name string) er
 func (g *Gateway) function(ctx context.Context, name string) (*function, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.closed {
+		return nil, fmt.Errorf("the stand-in is shutting down")
+	}
 	if f, ok := g.functions[name]; ok {
 		return f, nil
 	}
@@ -124,11 +128,13 @@ func (g *Gateway) function(ctx context.Context, name string) (*function, error) 
 	return f, nil
 }
 
-// Close stops every worker.
+// Close stops every worker; later invocations are refused.
 func (g *Gateway) Close() {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	for _, f := range g.functions {
+	g.closed = true
+	functions := g.functions
+	g.mu.Unlock()
+	for _, f := range functions {
 		f.close()
 	}
 }

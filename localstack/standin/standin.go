@@ -50,11 +50,12 @@ type Options struct {
 
 // StandIn is a running local AWS endpoint.
 type StandIn struct {
-	Endpoint string
-	Dir      string
-	moto     *exec.Cmd
-	gateway  *Gateway
-	server   *http.Server
+	Endpoint   string
+	Dir        string
+	moto       *exec.Cmd
+	motoExited chan struct{}
+	gateway    *Gateway
+	server     *http.Server
 }
 
 // Start starts moto and the gateway and waits until both answer.
@@ -117,18 +118,25 @@ func (s *StandIn) startMoto(port, gatewayPort int) error {
 	if err := s.moto.Start(); err != nil {
 		return fmt.Errorf("stand-in: starting moto: %w", err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
+	exited := make(chan struct{})
+	go func() { _ = s.moto.Wait(); close(exited) }()
+	s.motoExited = exited
+	deadline := time.After(60 * time.Second)
 	for {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/moto-api/", port))
 		if err == nil {
 			resp.Body.Close()
 			return nil
 		}
-		if time.Now().After(deadline) || s.moto.ProcessState != nil {
-			log, _ := os.ReadFile(logFile.Name())
-			return fmt.Errorf("stand-in: moto did not start: %v\n%s", err, tail(log))
+		select {
+		case <-exited:
+		case <-deadline:
+		case <-time.After(100 * time.Millisecond):
+			continue
 		}
-		time.Sleep(100 * time.Millisecond)
+		_ = syscall.Kill(-s.moto.Process.Pid, syscall.SIGKILL)
+		log, _ := os.ReadFile(logFile.Name())
+		return fmt.Errorf("stand-in: moto did not start: %v\n%s", err, tail(log))
 	}
 }
 
@@ -138,17 +146,17 @@ func (s *StandIn) EnvVars() []string {
 		"AWS_ACCESS_KEY_ID=" + key, "AWS_SECRET_ACCESS_KEY=" + key}
 }
 
-// Stop stops the Lambda workers, the gateway and moto.
+// Stop stops the gateway, the Lambda workers and moto.
 func (s *StandIn) Stop() {
-	if s.gateway != nil {
-		s.gateway.Close()
-	}
 	if s.server != nil {
 		_ = s.server.Close()
 	}
+	if s.gateway != nil {
+		s.gateway.Close()
+	}
 	if s.moto != nil && s.moto.Process != nil {
 		_ = syscall.Kill(-s.moto.Process.Pid, syscall.SIGKILL)
-		_ = s.moto.Wait()
+		<-s.motoExited
 	}
 }
 
@@ -191,7 +199,7 @@ func (s *StandIn) Deploy(ctx context.Context, o DeployOptions) (*Stack, error) {
 		args = append(args, "--param", k+"="+v)
 	}
 	cmd := exec.CommandContext(ctx, "python3", args...)
-	cmd.Env = append(os.Environ(), s.EnvVars()...)
+	cmd.Env = append(environ(), s.EnvVars()...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -204,9 +212,31 @@ func (s *StandIn) Deploy(ctx context.Context, o DeployOptions) (*Stack, error) {
 	return &st, nil
 }
 
+// Process is a running local process standing in for a task.
+type Process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	// Log is where its output goes.
+	Log string
+}
+
+// Done is closed when the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Stop stops it as ECS stops a task: SIGTERM, then SIGKILL after 30 seconds.
+func (p *Process) Stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
 // StartStreamer runs the streamer as a local process with its ECS task definition's
 // environment, as Fargate would; its output goes to streamer.log in the stand-in's dir.
-func (s *StandIn) StartStreamer(ctx context.Context, st *Stack, extraEnv ...string) (*exec.Cmd, error) {
+func (s *StandIn) StartStreamer(ctx context.Context, st *Stack, extraEnv ...string) (*Process, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return nil, err
@@ -216,7 +246,7 @@ func (s *StandIn) StartStreamer(ctx context.Context, st *Stack, extraEnv ...stri
 		return nil, err
 	}
 	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), s.EnvVars()...)
+	cmd.Env = append(environ(), s.EnvVars()...)
 	for k, v := range st.StreamerEnvironment {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
@@ -227,7 +257,12 @@ func (s *StandIn) StartStreamer(ctx context.Context, st *Stack, extraEnv ...stri
 	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	return cmd, cmd.Start()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &Process{cmd: cmd, done: make(chan struct{}), Log: logFile.Name()}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	return p, nil
 }
 
 // ModuleRoot is the directory of this Go module (the repository).
@@ -247,6 +282,19 @@ func goBuild(ctx context.Context, root, out, pkg string) error {
 		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 	}
 	return nil
+}
+
+// environ is this process's environment without TANDEM_* and AWS_* settings: what runs
+// in the stand-in gets its configuration from the stack, never from the operator's shell
+// (an exported TANDEM_PG_URL would otherwise point it at another database).
+func environ() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TANDEM_") && !strings.HasPrefix(kv, "AWS_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 func freePort() (int, error) {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -71,11 +72,15 @@ func TestGatewayRunsFunctions(t *testing.T) {
 		"--role", "arn:aws:iam::123456789012:role/probe", "--timeout", "2", "--environment", "Variables={PROBE_SETTING=from-config}",
 		"--code", "S3Bucket=tandem-artifacts,S3Key=functions/probe.zip")
 
-	invoke := func(payload string) (map[string]any, string) {
+	awsCLI(t, s, nil, "lambda", "create-function", "--function-name", "crasher", "--runtime", "provided.al2023", "--handler", "bootstrap",
+		"--role", "arn:aws:iam::123456789012:role/probe", "--timeout", "2", "--environment", "Variables={PROBE_CRASH_AT_INIT=1}",
+		"--code", "S3Bucket=tandem-artifacts,S3Key=functions/probe.zip")
+
+	invokeFn := func(fn, payload string) (map[string]any, string) {
 		t.Helper()
 		out := filepath.Join(t.TempDir(), "out.json")
 		var meta struct{ FunctionError string }
-		awsCLI(t, s, &meta, "lambda", "invoke", "--function-name", "arn:aws:lambda:us-east-1:123456789012:function:probe",
+		awsCLI(t, s, &meta, "lambda", "invoke", "--function-name", "arn:aws:lambda:us-east-1:123456789012:function:"+fn,
 			"--payload", payload, out)
 		var body map[string]any
 		b, _ := os.ReadFile(out)
@@ -84,6 +89,7 @@ func TestGatewayRunsFunctions(t *testing.T) {
 		}
 		return body, meta.FunctionError
 	}
+	invoke := func(payload string) (map[string]any, string) { t.Helper(); return invokeFn("probe", payload) }
 	if body, fe := invoke(`{"echo": "hi"}`); fe != "" || body["echo"] != "hi" || body["env"] != "from-config" {
 		t.Errorf("echo: %v %q", body, fe)
 	}
@@ -96,6 +102,20 @@ func TestGatewayRunsFunctions(t *testing.T) {
 	// The worker that timed out was killed; the next invocation gets a fresh one.
 	if body, fe := invoke(`{"echo": "again"}`); fe != "" || body["echo"] != "again" {
 		t.Errorf("after timeout: %v %q", body, fe)
+	}
+	// Concurrent invocations each get a worker; waiting does not count against the timeout.
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			if body, fe := invoke(`{"sleep_ms": 1500, "echo": "parallel"}`); fe != "" || body["echo"] != "parallel" {
+				t.Errorf("parallel: %v %q", body, fe)
+			}
+		})
+	}
+	wg.Wait()
+	// A function whose runtime dies at init fails its invocations instead of hanging them.
+	if body, fe := invokeFn("crasher", `{}`); fe != "Unhandled" || body["errorType"] != "Runtime.ExitError" {
+		t.Errorf("crash at init: %v %q", body, fe)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -65,6 +66,13 @@ func run(ctx context.Context, pgURL, tables, addr, state string, dropSlot bool) 
 	if err != nil {
 		return err
 	}
+	defer streamer.Stop()
+	select {
+	case <-streamer.Done():
+		log, _ := os.ReadFile(streamer.Log)
+		return fmt.Errorf("the streamer exited at once:\n%s", log)
+	case <-time.After(2 * time.Second):
+	}
 	execution, err := s.StartExecution(ctx, stack, "snapshot-1", "{}")
 	if err != nil {
 		return err
@@ -76,9 +84,12 @@ func run(ctx context.Context, pgURL, tables, addr, state string, dropSlot bool) 
 	}
 	fmt.Printf("Tandem is up.\n%s\n", b)
 
-	<-ctx.Done()
-	_ = streamer.Process.Signal(syscall.SIGTERM)
-	_ = streamer.Wait()
+	select {
+	case <-ctx.Done():
+	case <-streamer.Done():
+		fmt.Fprintf(os.Stderr, "up: the streamer exited; see %s\n", streamer.Log)
+	}
+	streamer.Stop()
 	if dropSlot {
 		if conn, err := pgx.Connect(context.Background(), pgURL); err == nil {
 			_, _ = conn.Exec(context.Background(), "SELECT pg_drop_replication_slot('tandem') FROM pg_replication_slots WHERE slot_name = 'tandem'")

@@ -50,8 +50,17 @@ type TableStatus struct {
 	Error         string `json:"error,omitempty"`
 }
 
+// StatusInput optionally carries a state machine run's per-table results (the Map's
+// output): failed_tables then lists that run's failures rather than every failed table.
+type StatusInput struct {
+	Results []struct {
+		Table string `json:"table"`
+		State string `json:"state"`
+	} `json:"results,omitempty"`
+}
+
 // Status reads the control table and the slot.
-func (e *Env) Status(ctx context.Context, _ struct{}) (StatusOutput, error) {
+func (e *Env) Status(ctx context.Context, in StatusInput) (StatusOutput, error) {
 	out := StatusOutput{FailedTables: []string{}}
 	cp, err := e.Control.Checkpoint(ctx)
 	if err != nil {
@@ -85,8 +94,13 @@ func (e *Env) Status(ctx context.Context, _ struct{}) (StatusOutput, error) {
 			ts.ConsistentLSN = pglogrepl.LSN(t.ConsistentLSN).String()
 		}
 		out.Tables = append(out.Tables, ts)
-		if t.State == control.Failed {
+		if t.State == control.Failed && in.Results == nil {
 			out.FailedTables = append(out.FailedTables, t.Source)
+		}
+	}
+	for _, r := range in.Results {
+		if r.State == control.Failed {
+			out.FailedTables = append(out.FailedTables, r.Table)
 		}
 	}
 	return out, nil

@@ -60,15 +60,17 @@ type Result struct {
 // Run copies chunks of t until the table is done or the deadline is near, and returns
 // the progress. It never holds a transaction across chunks.
 func (c *Copier) Run(ctx context.Context, t *schema.Table, deadline time.Time) (Result, error) {
+	if cur, found, err := c.Control.Table(ctx, t.Source()); err != nil {
+		return Result{Table: t.Source()}, err
+	} else if found && cur.Runner != c.Runner {
+		return c.awaitOther(ctx, t, deadline)
+	}
 	st, err := c.Control.StartSnapshot(ctx, t.Source())
 	if errors.Is(err, control.ErrFenced) {
 		return c.result(ctx, t, true)
 	}
 	if err != nil {
 		return Result{Table: t.Source()}, err
-	}
-	if st.Runner != c.Runner {
-		return c.awaitOther(ctx, t, deadline)
 	}
 	var slowest time.Duration
 	for st.State == control.Running {
@@ -208,6 +210,12 @@ func (c *Copier) awaitOther(ctx context.Context, t *schema.Table, deadline time.
 		}
 		if err != nil || res.Done {
 			return res, err
+		}
+		// The streamer runs this snapshot: if it stopped reporting, say so rather than wait.
+		if cp, err := c.Control.Checkpoint(ctx); err == nil {
+			if at, err := time.Parse(time.RFC3339Nano, cp.UpdatedAt); err == nil && time.Since(at) > 5*time.Minute {
+				return res, fmt.Errorf("the streamer runs the snapshot of %s but has not reported since %s", t.Source(), cp.UpdatedAt)
+			}
 		}
 		if !deadline.IsZero() && time.Until(deadline) < 15*time.Second {
 			return res, nil

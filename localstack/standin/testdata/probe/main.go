@@ -21,6 +21,9 @@ type ProbeError struct{ msg string }
 func (e *ProbeError) Error() string { return e.msg }
 
 func main() {
+	if os.Getenv("PROBE_CRASH_AT_INIT") != "" {
+		os.Exit(3) // a function whose init fails, e.g. it cannot reach its database
+	}
 	lambda.Start(func(ctx context.Context, e event) (map[string]string, error) {
 		time.Sleep(time.Duration(e.Sleep) * time.Millisecond)
 		if e.Fail {
