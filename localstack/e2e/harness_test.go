@@ -80,8 +80,9 @@ func newFixture(t testing.TB, ddl string, configure func(*config.Config)) *fixtu
 	cfg := &config.Config{
 		PostgresURL: url, Slot: "tandem_" + name, ControlTable: name + "_control", TablePrefix: name + "_",
 		ChunkSize: 20, SnapshotWriters: 8, StreamWriters: 16,
-		StatusInterval: config.Duration{Duration: 200 * time.Millisecond},
-		LeaseTTL:       config.Duration{Duration: 3 * time.Second},
+		StatusInterval:  config.Duration{Duration: 200 * time.Millisecond},
+		LeaseTTL:        config.Duration{Duration: 3 * time.Second},
+		CatalogInterval: config.Duration{Duration: 500 * time.Millisecond},
 	}
 	if configure != nil {
 		configure(cfg)

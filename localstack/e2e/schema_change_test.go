@@ -38,6 +38,12 @@ func TestSchemaChanges(t *testing.T) {
 			f.exec(s)
 		}
 		f.waitCaughtUp()
+		if resnapshot {
+			eventually(t, name+": re-snapshot planned", func() bool {
+				st, _, err := f.env.Control.Table(f.ctx, "public.items")
+				return err == nil && st.Epoch != before.Epoch
+			})
+		}
 		st := f.waitConsistent("public.items")
 		f.assertConverged("public.items")
 		if again := st.Epoch != before.Epoch; again != resnapshot {
@@ -61,6 +67,9 @@ func TestSchemaChanges(t *testing.T) {
 	step("column type changed", true,
 		"ALTER TABLE items ALTER COLUMN flag TYPE text USING flag::text || '!'",
 		"DELETE FROM items WHERE id = 5")
+	// DDL alone is not in the WAL stream: the catalog watcher notices it.
+	step("column added with a default and no write after it", true,
+		"ALTER TABLE items ADD COLUMN quiet int DEFAULT 42")
 	step("replica identity full", false,
 		"ALTER TABLE items REPLICA IDENTITY FULL",
 		"UPDATE items SET v = 'full' WHERE id = 6",
@@ -71,10 +80,13 @@ func TestSchemaChanges(t *testing.T) {
 	}
 
 	// A table added to the publication while streaming is snapshotted by the streamer,
-	// including rows that were never in the WAL stream.
+	// including rows that were never in the WAL stream, whether or not it changes.
 	f.exec("ALTER PUBLICATION tandem ADD TABLE late")
 	f.exec("UPDATE late SET v = 'streamed' WHERE id = 1")
 	f.waitCaughtUp()
 	f.waitConsistent("public.late")
-	f.assertConverged("public.late", "public.items")
+	f.exec("CREATE TABLE quiet (id int PRIMARY KEY, v text); INSERT INTO quiet VALUES (1, 'never changes again')")
+	f.exec("ALTER PUBLICATION tandem ADD TABLE quiet")
+	f.waitConsistent("public.quiet")
+	f.assertConverged("public.late", "public.items", "public.quiet")
 }

@@ -47,6 +47,10 @@ type Config struct {
 	// LeaseTTL is how long the streamer lease outlives a streamer that stopped renewing it
 	// (a killed task); a successor waits at most that long.
 	LeaseTTL Duration `json:"lease_ttl"`
+	// CatalogInterval is how often the streamer compares the catalog with what it
+	// replicates: DDL is not in the logical stream, so a schema change, or a table added to
+	// the publication, would otherwise only be noticed with the table's next change.
+	CatalogInterval Duration `json:"catalog_interval"`
 	// StatusInterval is how often the streamer reports to PostgreSQL and the control table.
 	StatusInterval Duration `json:"status_interval"`
 }
@@ -139,9 +143,10 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		}
 	}
 	durs := map[string]*Duration{
-		"TANDEM_TOMBSTONE_TTL":   &c.TombstoneTTL,
-		"TANDEM_STATUS_INTERVAL": &c.StatusInterval,
-		"TANDEM_LEASE_TTL":       &c.LeaseTTL,
+		"TANDEM_TOMBSTONE_TTL":    &c.TombstoneTTL,
+		"TANDEM_STATUS_INTERVAL":  &c.StatusInterval,
+		"TANDEM_LEASE_TTL":        &c.LeaseTTL,
+		"TANDEM_CATALOG_INTERVAL": &c.CatalogInterval,
 	}
 	for name, dst := range durs {
 		if v := getenv(name); v != "" {
@@ -196,6 +201,9 @@ func (c *Config) Defaults() {
 	}
 	if c.TombstoneTTL.Duration == 0 {
 		c.TombstoneTTL.Duration = 7 * 24 * time.Hour
+	}
+	if c.CatalogInterval.Duration == 0 {
+		c.CatalogInterval.Duration = 30 * time.Second
 	}
 	if c.LeaseTTL.Duration == 0 {
 		c.LeaseTTL.Duration = 30 * time.Second

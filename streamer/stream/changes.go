@@ -258,16 +258,14 @@ func (s *session) relation(ctx context.Context, m *pglogrepl.RelationMessage) er
 		return s.skipTable(ctx, qualified(m), rel.skip)
 	}
 	t := rel.table
+	s.shapeMu.Lock()
+	defer s.shapeMu.Unlock()
 	st, found, err := s.Env.Control.Table(ctx, t.Source())
 	if err != nil {
 		return err
 	}
 	if !found {
-		s.Env.Log.Info("new table in the publication: snapshotting it while streaming", "table", t.Source())
-		if err := s.plan(ctx, t, control.PlanOptions{}); err != nil {
-			return err
-		}
-		return s.Env.Control.SetShape(ctx, t.Source(), t.Shape())
+		return s.planNew(ctx, t)
 	}
 	rel.floor = st.FloorLSN
 	reason, err := s.reshaped(ctx, t, st.Shape)
@@ -281,12 +279,49 @@ func (s *session) relation(ctx context.Context, m *pglogrepl.RelationMessage) er
 			return err
 		}
 		rel.floor = uint64(s.commitLSN)
-		s.Env.Log.Info("table shape changed: snapshotting it again while streaming", "table", t.Source(), "change", reason, "floor_lsn", s.commitLSN.String())
-		if err := s.plan(ctx, t, control.PlanOptions{Reset: true, FloorLSN: rel.floor}); err != nil {
-			return err
-		}
+		return s.reshapeLocked(ctx, t, st.Shape, reason, rel.floor)
 	}
 	if slices.Equal(st.Shape, t.Shape()) {
+		return nil
+	}
+	return s.Env.Control.SetShape(ctx, t.Source(), t.Shape())
+}
+
+// planNew plans and snapshots, in this process, a replicated table the control table
+// does not know (e.g. just added to the publication); s.shapeMu is held.
+func (s *session) planNew(ctx context.Context, t *schema.Table) error {
+	if _, found, err := s.Env.Control.Table(ctx, t.Source()); err != nil || found {
+		return err
+	}
+	s.Env.Log.Info("new table in the publication: snapshotting it while streaming", "table", t.Source())
+	if err := s.plan(ctx, t, control.PlanOptions{}); err != nil {
+		return err
+	}
+	return s.Env.Control.SetShape(ctx, t.Source(), t.Shape())
+}
+
+// reshape starts the snapshot that rewrites a table whose shape changed, floored at
+// floor, unless the change was handled meanwhile (by the Relation path or the catalog
+// watcher, whichever came first).
+func (s *session) reshape(ctx context.Context, t *schema.Table, reason string, floor uint64) error {
+	s.shapeMu.Lock()
+	defer s.shapeMu.Unlock()
+	st, found, err := s.Env.Control.Table(ctx, t.Source())
+	if err != nil || !found {
+		return err
+	}
+	if again, err := s.reshaped(ctx, t, st.Shape); err != nil || again == "" {
+		return err
+	}
+	return s.reshapeLocked(ctx, t, st.Shape, reason, floor)
+}
+
+func (s *session) reshapeLocked(ctx context.Context, t *schema.Table, recorded []string, reason string, floor uint64) error {
+	s.Env.Log.Info("table shape changed: snapshotting it again while streaming", "table", t.Source(), "change", reason, "floor_lsn", pglogrepl.LSN(floor).String())
+	if err := s.plan(ctx, t, control.PlanOptions{Reset: true, FloorLSN: floor}); err != nil {
+		return err
+	}
+	if slices.Equal(recorded, t.Shape()) {
 		return nil
 	}
 	return s.Env.Control.SetShape(ctx, t.Source(), t.Shape())

@@ -35,7 +35,10 @@ type Streamer struct {
 
 	tr        tracker
 	snapshots sync.WaitGroup
-	metrics   counters
+	// shapeMu serialises schema-change handling between the Relation path and the
+	// catalog watcher.
+	shapeMu sync.Mutex
+	metrics counters
 	// started tracks tables whose in-process snapshot already runs.
 	started sync.Map
 }
@@ -203,6 +206,8 @@ func (s *Streamer) session(ctx context.Context) error {
 	hbCtx, stopHeartbeat := context.WithCancel(ctx)
 	heartbeatDone := make(chan struct{})
 	go func() { defer close(heartbeatDone); sess.heartbeat(hbCtx) }()
+	watcherDone := make(chan struct{})
+	go func() { defer close(watcherDone); sess.watchCatalog(hbCtx) }()
 
 	err = sess.receive(ctx)
 
@@ -216,6 +221,7 @@ func (s *Streamer) session(ctx context.Context) error {
 	}
 	stopHeartbeat()
 	<-heartbeatDone
+	<-watcherDone
 	stopWork()
 	ap.close()
 	final, cancelFinal := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
