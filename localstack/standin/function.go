@@ -261,6 +261,9 @@ func (w *worker) next(rw http.ResponseWriter, r *http.Request) {
 	f.idle--
 	if inv != nil {
 		f.queued--
+	} else {
+		// This worker is going away while waiting: make sure queued work still has one.
+		f.ensureWorkers()
 	}
 	f.mu.Unlock()
 	if inv == nil {
