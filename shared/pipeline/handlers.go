@@ -7,6 +7,7 @@ import (
 	"tandem/shared/control"
 	"tandem/shared/metrics"
 	"tandem/shared/snapshot"
+	"tandem/shared/target"
 )
 
 // TableInput is the input of the snapshot and finalize handlers: one Map item.
@@ -53,14 +54,14 @@ func (e *Env) Copier() *snapshot.Copier {
 
 // FinalizeOutput reports a table's end state.
 type FinalizeOutput struct {
-	Table           string `json:"table"`
-	State           string `json:"state"`
-	ConsistentLSN   uint64 `json:"consistent_lsn"`
-	Consistent      bool   `json:"consistent"`
-	TombstonesSwept int    `json:"tombstones_swept"`
-	StaleRowsSwept  int    `json:"stale_rows_swept"`
-	OrphansSwept    int    `json:"orphans_swept"`
-	Error           string `json:"error,omitempty"`
+	Table         string `json:"table"`
+	State         string `json:"state"`
+	ConsistentLSN uint64 `json:"consistent_lsn"`
+	Consistent    bool   `json:"consistent"`
+	// Swept counts the items removed: rows fenced by a TRUNCATE, orphans of a
+	// re-snapshot and tombstones.
+	Swept int    `json:"swept"`
+	Error string `json:"error,omitempty"`
 }
 
 // Finalize runs after a table's snapshot is done. It sweeps what no snapshot can rewrite
@@ -90,25 +91,16 @@ func (e *Env) Finalize(ctx context.Context, in TableInput) (FinalizeOutput, erro
 	if st.State != control.Done {
 		return out, nil
 	}
-	if st.FenceLSN > 0 {
-		if out.StaleRowsSwept, err = e.Writer.SweepStaleSnapshot(ctx, t, st.FenceLSN); err != nil {
-			return out, err
-		}
-	}
-	if st.Epoch > 1 || st.FloorLSN > 0 {
-		if out.OrphansSwept, err = e.Writer.SweepOrphans(ctx, t, st.Epoch, st.FloorLSN); err != nil {
-			return out, err
-		}
-	}
-	if out.TombstonesSwept, err = e.Writer.SweepTombstones(ctx, t, cp.AppliedLSN); err != nil {
+	sweep := target.Sweep{FenceLSN: st.FenceLSN, Epoch: st.Epoch, Floor: st.FloorLSN,
+		Orphans: st.Epoch > 1 || st.FloorLSN > 0, TombstonesUpTo: cp.AppliedLSN}
+	if out.Swept, err = e.Writer.Sweep(ctx, t, sweep); err != nil {
 		return out, err
 	}
 	if err := e.Control.MarkFinalized(ctx, in.Table, st.Epoch); err != nil {
 		return out, err
 	}
 	out.Consistent = st.IsConsistent(cp.AppliedLSN)
-	e.Log.Info("finalized", "table", in.Table, "consistent", out.Consistent, "tombstones_swept", out.TombstonesSwept,
-		"stale_rows_swept", out.StaleRowsSwept, "orphans_swept", out.OrphansSwept)
+	e.Log.Info("finalized", "table", in.Table, "consistent", out.Consistent, "swept", out.Swept)
 	return out, nil
 }
 

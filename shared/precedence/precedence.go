@@ -123,6 +123,13 @@ func Orphan(e int64, floor uint64) expression.ConditionBuilder {
 	return cond
 }
 
+// TombstoneAtOrBefore matches tombstones committed at or before lsn: the candidates of a
+// tombstone sweep, each then removed under SweepableTombstone.
+func TombstoneAtOrBefore(lsn uint64) expression.ConditionBuilder {
+	return expression.Name(AttrDeleted).Equal(expression.Value(true)).
+		And(expression.Name(AttrLSN).LessThanEqual(expression.Value(lsn)))
+}
+
 // SweepableTombstone matches exactly the tombstone at p that a sweeper read, so a later
 // write to the key is never removed. The caller sweeps only tombstones committed at or
 // before a point no running snapshot had read past (§2.5).

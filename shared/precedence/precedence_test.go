@@ -40,7 +40,7 @@ func TestReserved(t *testing.T) {
 func TestConditionsBuild(t *testing.T) {
 	for name, c := range map[string]expression.ConditionBuilder{
 		"snapshot": Snapshot(Read{LSN: 10, Epoch: 1}), "resnapshot": Snapshot(Read{LSN: 10, Epoch: 2, Floor: 5}), "stream": Stream(Position{10, 2}), "merge": Merge(Position{10, 2}, 0), "merge-floored": Merge(Position{10, 2}, 5), "orphan": Orphan(2, 5),
-		"stale": StaleSnapshot(10), "sweep": SweepableTombstone(Position{10, 2}),
+		"stale": StaleSnapshot(10), "sweep": SweepableTombstone(Position{10, 2}), "tombstones": TombstoneAtOrBefore(10),
 	} {
 		expr, err := expression.NewBuilder().WithCondition(c).Build()
 		if err != nil || *expr.Condition() == "" {

@@ -190,7 +190,7 @@ func (c *Copier) fenced(ctx context.Context, t *schema.Table) (Result, error) {
 		return Result{Table: t.Source()}, err
 	}
 	if st.FenceLSN > 0 {
-		n, err := c.Writer.SweepStaleSnapshot(ctx, t, st.FenceLSN)
+		n, err := c.Writer.Sweep(ctx, t, target.Sweep{FenceLSN: st.FenceLSN})
 		if err != nil {
 			return Result{Table: t.Source()}, err
 		}

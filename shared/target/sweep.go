@@ -69,29 +69,53 @@ func (w *Writer) TombstoneAll(ctx context.Context, t *schema.Table, p precedence
 	return n, err
 }
 
-// SweepTombstones removes tombstones committed at or before upTo (DESIGN §2.5). The caller
-// guarantees no snapshot of t that started before upTo is still running.
-func (w *Writer) SweepTombstones(ctx context.Context, t *schema.Table, upTo uint64) (int, error) {
-	filter := expression.Name(precedence.AttrDeleted).Equal(expression.Value(true)).
-		And(expression.Name(precedence.AttrLSN).LessThanEqual(expression.Value(upTo)))
-	return w.deleteWhere(ctx, t, filter, func(item Item) expression.ConditionBuilder {
-		p, _, _ := precedence.ItemPosition(item)
-		return precedence.SweepableTombstone(p)
+// Sweep says what may be removed once a table's snapshot can no longer write (zero
+// values: nothing of that kind).
+type Sweep struct {
+	// FenceLSN: snapshot rows read before a TRUNCATE at it (a fenced snapshot's in-flight
+	// writes may have landed after the truncate's tombstones).
+	FenceLSN uint64
+	// Epoch and Floor: with Orphans, items the snapshot of Epoch (floored at Floor) should
+	// have rewritten but did not, because their rows no longer exist (precedence.Orphan).
+	Epoch   int64
+	Floor   uint64
+	Orphans bool
+	// TombstonesUpTo: tombstones committed at or before it (DESIGN §2.5); the caller
+	// guarantees no snapshot that started before it is still running.
+	TombstonesUpTo uint64
+}
+
+// Sweep removes, in one scan of the target table, everything s describes, each item
+// under a condition that re-checks it, so a write that landed meanwhile is kept.
+func (w *Writer) Sweep(ctx context.Context, t *schema.Table, s Sweep) (int, error) {
+	var general []expression.ConditionBuilder
+	if s.FenceLSN > 0 {
+		general = append(general, precedence.StaleSnapshot(s.FenceLSN))
+	}
+	if s.Orphans {
+		general = append(general, precedence.Orphan(s.Epoch, s.Floor))
+	}
+	filters := general
+	if s.TombstonesUpTo > 0 {
+		filters = append(filters, precedence.TombstoneAtOrBefore(s.TombstonesUpTo))
+	}
+	if len(filters) == 0 {
+		return 0, nil
+	}
+	return w.deleteWhere(ctx, t, or(filters), func(item Item) expression.ConditionBuilder {
+		guards := general
+		if p, _, ok := precedence.ItemPosition(item); ok && s.TombstonesUpTo > 0 && precedence.IsTombstone(item) {
+			guards = append(append([]expression.ConditionBuilder(nil), general...), precedence.SweepableTombstone(p))
+		}
+		return or(guards)
 	})
 }
 
-// SweepStaleSnapshot removes snapshot rows read before a fence (a TRUNCATE at fenceLSN):
-// a fenced snapshot's in-flight writes may have landed after the truncate's tombstones.
-func (w *Writer) SweepStaleSnapshot(ctx context.Context, t *schema.Table, fenceLSN uint64) (int, error) {
-	stale := precedence.StaleSnapshot(fenceLSN)
-	return w.deleteWhere(ctx, t, stale, func(Item) expression.ConditionBuilder { return stale })
-}
-
-// SweepOrphans removes, after the snapshot of epoch e (floored at floor) is done, the
-// items of rows that no longer exist (see precedence.Orphan).
-func (w *Writer) SweepOrphans(ctx context.Context, t *schema.Table, e int64, floor uint64) (int, error) {
-	orphan := precedence.Orphan(e, floor)
-	return w.deleteWhere(ctx, t, orphan, func(Item) expression.ConditionBuilder { return orphan })
+func or(conds []expression.ConditionBuilder) expression.ConditionBuilder {
+	if len(conds) == 1 {
+		return conds[0]
+	}
+	return expression.Or(conds[0], conds[1], conds[2:]...)
 }
 
 func (w *Writer) deleteWhere(ctx context.Context, t *schema.Table, filter expression.ConditionBuilder, guard func(Item) expression.ConditionBuilder) (int, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -190,4 +191,59 @@ func asTooLarge(err error, tl **target.TooLargeError) bool {
 	e, ok := err.(*target.TooLargeError)
 	*tl = e
 	return ok
+}
+
+// TestSweep removes, in one pass, exactly what a finished snapshot leaves behind and
+// keeps every item that is still right.
+func TestSweep(t *testing.T) {
+	ctx := context.Background()
+	tbl := newTable(t)
+	w := &target.Writer{DB: db, TombstoneTTL: time.Hour}
+	put := func(id string, f func(target.Item) (bool, error)) {
+		t.Helper()
+		item, _ := tbl.Item([][]byte{[]byte(id), []byte("v")})
+		if ok, err := f(item); !ok || err != nil {
+			t.Fatalf("setup %s: %v %v", id, ok, err)
+		}
+	}
+	del := func(id string, p precedence.Position) {
+		t.Helper()
+		key, _ := tbl.ItemKey([][]byte{[]byte(id), nil})
+		if ok, err := w.Delete(ctx, tbl, key, p); !ok || err != nil {
+			t.Fatalf("setup %s: %v %v", id, ok, err)
+		}
+	}
+	snapshot := func(r precedence.Read) func(target.Item) (bool, error) {
+		return func(item target.Item) (bool, error) { return w.Snapshot(ctx, tbl, item, r) }
+	}
+	stream := func(p precedence.Position) func(target.Item) (bool, error) {
+		return func(item target.Item) (bool, error) { return w.Stream(ctx, tbl, item, p) }
+	}
+	put("1", snapshot(precedence.Read{LSN: 50, Epoch: 1}))  // read before the TRUNCATE at 100: stale
+	put("2", snapshot(precedence.Read{LSN: 150, Epoch: 1})) // older epoch, not rewritten: orphan
+	put("3", snapshot(precedence.Read{LSN: 300, Epoch: 2})) // current epoch: kept
+	put("4", stream(precedence.Position{LSN: 120, Seq: 1})) // stream before the floor 200: orphan
+	put("5", stream(precedence.Position{LSN: 250, Seq: 1})) // stream after the floor: kept
+	del("6", precedence.Position{LSN: 260, Seq: 1})         // tombstone before 400: swept
+	del("7", precedence.Position{LSN: 500, Seq: 1})         // tombstone after 400: kept
+
+	n, err := w.Sweep(ctx, tbl, target.Sweep{FenceLSN: 100, Epoch: 2, Floor: 200, Orphans: true, TombstonesUpTo: 400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := db.Scan(ctx, &dynamodb.ScanInput{TableName: &tbl.Target, ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, item := range out.Items {
+		left = append(left, item["id"].(*types.AttributeValueMemberN).Value)
+	}
+	sort.Strings(left)
+	if n != 4 || strings.Join(left, ",") != "3,5,7" {
+		t.Fatalf("swept %d, left %v; want 4 swept, 3,5,7 left", n, left)
+	}
+	if n, err := w.Sweep(ctx, tbl, target.Sweep{}); n != 0 || err != nil {
+		t.Fatalf("an empty sweep removed %d: %v", n, err)
+	}
 }
