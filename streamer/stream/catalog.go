@@ -13,18 +13,11 @@ import (
 // column added with a default to a table that then receives no writes, or a table added
 // to the publication that never changes, would not reach DynamoDB.
 func (s *session) watchCatalog(ctx context.Context) {
-	t := time.NewTicker(s.Env.Config.CatalogInterval.Duration)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := s.checkCatalog(ctx); err != nil && ctx.Err() == nil {
-				s.Env.Log.Warn("catalog check failed", "error", err.Error())
-			}
+	every(ctx, s.Env.Config.CatalogInterval.Duration, func() {
+		if err := s.checkCatalog(ctx); err != nil && ctx.Err() == nil {
+			s.Env.Log.Warn("catalog check failed", "error", err.Error())
 		}
-	}
+	})
 }
 
 func (s *session) checkCatalog(ctx context.Context) error {

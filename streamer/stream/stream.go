@@ -323,17 +323,24 @@ func (s *session) noteServerLSN(lsn pglogrepl.LSN) {
 // receive loop may be blocked (a full queue, a TRUNCATE barrier), so PostgreSQL never
 // times the connection out.
 func (s *session) heartbeat(ctx context.Context) {
-	t := time.NewTicker(s.Env.Config.StatusInterval.Duration)
+	every(ctx, s.Env.Config.StatusInterval.Duration, func() {
+		if err := s.sendStatus(ctx); err != nil && ctx.Err() == nil {
+			s.Env.Log.Warn("standby status update failed", "error", err.Error())
+		}
+		s.report(ctx, false)
+	})
+}
+
+// every runs f every d until ctx ends.
+func every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := s.sendStatus(ctx); err != nil && ctx.Err() == nil {
-				s.Env.Log.Warn("standby status update failed", "error", err.Error())
-			}
-			s.report(ctx, false)
+			f()
 		}
 	}
 }
