@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"tandem/shared/fault"
 	"tandem/shared/mapping"
 )
 
@@ -80,12 +81,9 @@ func CurrentLSN(ctx context.Context, q Querier) (pglogrepl.LSN, error) {
 }
 
 // Misconfigured is an error no retry can fix: the server, the role, the publication or
-// the slot is not what Tandem needs. The message says what to change.
-type Misconfigured struct{ msg string }
-
-func (e *Misconfigured) Error() string { return e.msg }
+// the slot is not what Tandem needs. The message says what to change. It is classified
+// fault.Fatal.
+type Misconfigured = fault.FatalError
 
 // Misconfiguredf formats a Misconfigured error.
-func Misconfiguredf(format string, args ...any) error {
-	return &Misconfigured{msg: fmt.Sprintf(format, args...)}
-}
+func Misconfiguredf(format string, args ...any) error { return fault.Fatalf(format, args...) }
