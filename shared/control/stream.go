@@ -109,22 +109,3 @@ func (s *Store) Slot(ctx context.Context) (r SlotRecord, found bool, err error) 
 	found, err = s.get(ctx, slotID, &r)
 	return r, found, err
 }
-
-// DeadLetter is a change Tandem could not apply (e.g. a row over DynamoDB's item limit).
-type DeadLetter struct {
-	ID     string `dynamodbav:"id"`
-	Table  string `dynamodbav:"table"`
-	Key    string `dynamodbav:"key"`
-	LSN    uint64 `dynamodbav:"lsn"`
-	Source string `dynamodbav:"source"`
-	Reason string `dynamodbav:"reason"`
-	At     string `dynamodbav:"at"`
-}
-
-// AddDeadLetter records a change that could not be applied.
-func (s *Store) AddDeadLetter(ctx context.Context, d DeadLetter) error {
-	d.ID = fmt.Sprintf("deadletter#%s#%s#%d", d.Table, d.Key, d.LSN)
-	d.At = s.now()
-	_, err := s.put(ctx, d, nil)
-	return err
-}

@@ -41,16 +41,19 @@ type TableState struct {
 	// FinalizedEpoch is the epoch whose snapshot was finalized (swept).
 	FinalizedEpoch int64 `dynamodbav:"finalized_epoch,omitempty"`
 	// Shape is the table's columns ("name:type-oid") as last seen, to detect schema changes.
-	Shape      []string `dynamodbav:"shape,omitempty"`
-	Error      string   `dynamodbav:"error,omitempty"`
-	StartedAt  string   `dynamodbav:"started_at,omitempty"`
-	FinishedAt string   `dynamodbav:"finished_at,omitempty"`
-	UpdatedAt  string   `dynamodbav:"updated_at"`
+	Shape []string `dynamodbav:"shape,omitempty"`
+	// Degraded says why the target lacks a change (a dead letter): the table is not
+	// consistent until snapshotted again.
+	Degraded   string `dynamodbav:"degraded,omitempty"`
+	Error      string `dynamodbav:"error,omitempty"`
+	StartedAt  string `dynamodbav:"started_at,omitempty"`
+	FinishedAt string `dynamodbav:"finished_at,omitempty"`
+	UpdatedAt  string `dynamodbav:"updated_at"`
 }
 
 // IsConsistent is DESIGN §2.3's rule, for a streamer that has applied up to applied.
 func (t TableState) IsConsistent(applied uint64) bool {
-	return t.State == Done && t.ConsistentLSN <= applied
+	return t.State == Done && t.Degraded == "" && t.ConsistentLSN <= applied
 }
 
 func tableID(source string) string { return tablePrefix + source }
@@ -147,7 +150,7 @@ func (s *Store) Plan(ctx context.Context, source string, o PlanOptions) (TableSt
 				Set(expression.Name("rows_copied"), expression.Value(0)).
 				Set(expression.Name("chunks"), expression.Value(0)).
 				Set(expression.Name("consistent"), expression.Value(false)).
-				Remove(expression.Name("cursor")).Remove(expression.Name("consistent_lsn")).
+				Remove(expression.Name("cursor")).Remove(expression.Name("consistent_lsn")).Remove(expression.Name("degraded")).
 				Remove(expression.Name("started_at")).Remove(expression.Name("finished_at"))
 			if o.FloorLSN > 0 {
 				upd = upd.Set(expression.Name("floor_lsn"), expression.Value(o.FloorLSN))

@@ -55,7 +55,7 @@ func (e *PoisonError) Error() string {
 	b.WriteString(e.Table)
 	if e.Key != "" {
 		b.WriteString(" key ")
-		b.WriteString(e.Key)
+		b.WriteString(clip(e.Key))
 	}
 	if e.Column != "" {
 		b.WriteString(" column ")
@@ -67,6 +67,17 @@ func (e *PoisonError) Error() string {
 }
 
 func (e *PoisonError) Unwrap() error { return e.Err }
+
+// maxKeyInMessage bounds how much of a key a message quotes: a key can be kilobytes long
+// (that may be why it is poison), and messages end up in logs and dead letters.
+const maxKeyInMessage = 200
+
+func clip(s string) string {
+	if len(s) <= maxKeyInMessage {
+		return s
+	}
+	return s[:maxKeyInMessage] + fmt.Sprintf("... (%d bytes)", len(s))
+}
 
 // Poisonf is a PoisonError whose table and key are filled in by the caller that knows them
 // (WithRow); mapping code knows only the value.

@@ -2,15 +2,8 @@ package mapping
 
 import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-)
 
-// DynamoDB's N holds at most 38 significant digits with magnitudes in
-// [1E-130, 1E+126); in the 0.ddd×10^exp form used by numShape that is
-// exp in [-129, 126].
-const (
-	maxSignificant = 38
-	minExp         = -129
-	maxExp         = 126
+	"tandem/shared/limits"
 )
 
 // numShape is what decides whether DynamoDB can hold a number: the value is
@@ -22,7 +15,7 @@ type numShape struct {
 }
 
 func (s numShape) fitsN() bool {
-	return s.zero || (s.sig <= maxSignificant && s.exp >= minExp && s.exp <= maxExp)
+	return s.zero || limits.FitsNumber(s.sig, s.exp)
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }

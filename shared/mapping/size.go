@@ -2,7 +2,7 @@ package mapping
 
 import "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
-// ItemSize returns the size DynamoDB counts for an item (attribute name lengths + value sizes, per the AWS docs "Item sizes and formats": N is roughly (significant digits+1)/2 +1 bytes, S/B their byte length, BOOL/NULL 1 byte, M/L 3 bytes overhead + 1 per element + contents), so callers can reject items over MaxItemSize before DynamoDB does.
+// ItemSize returns the size DynamoDB counts for an item (attribute name lengths + value sizes, per the AWS docs "Item sizes and formats": N is roughly (significant digits+1)/2 +1 bytes, S/B their byte length, BOOL/NULL 1 byte, M/L 3 bytes overhead + 1 per element + contents), so callers can reject items over limits.ItemSize before DynamoDB does.
 func ItemSize(item map[string]types.AttributeValue) int {
 	n := 0
 	for name, av := range item {

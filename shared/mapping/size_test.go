@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"strings"
+	"tandem/shared/limits"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -46,12 +47,12 @@ func TestItemSize(t *testing.T) {
 }
 
 func TestItemSizeLimit(t *testing.T) {
-	text := `{"` + strings.Repeat("x", MaxItemSize) + `"}`
+	text := `{"` + strings.Repeat("x", limits.ItemSize) + `"}`
 	av, err := Value(tTextArr, []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := ItemSize(map[string]types.AttributeValue{"tags": av}); n <= MaxItemSize {
-		t.Fatalf("ItemSize = %d, want > MaxItemSize", n)
+	if n := ItemSize(map[string]types.AttributeValue{"tags": av}); n <= limits.ItemSize {
+		t.Fatalf("ItemSize = %d, want > limits.ItemSize", n)
 	}
 }

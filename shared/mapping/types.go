@@ -14,9 +14,6 @@ import (
 // SessionSettings are the GUCs every connection (query and replication) must use so the text forms below are stable.
 var SessionSettings = map[string]string{"DateStyle": "ISO, MDY", "TimeZone": "UTC", "IntervalStyle": "postgres", "bytea_output": "hex", "extra_float_digits": "1"}
 
-// MaxItemSize is DynamoDB's item size limit; ItemSize counts toward it.
-const MaxItemSize = 400 * 1024
-
 // Type is what mapping needs to know about a column's PostgreSQL type (domains already resolved to their base type by the caller).
 type Type struct {
 	OID      uint32 // base type OID, e.g. pgtype.Int4OID

@@ -9,6 +9,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"tandem/shared/limits"
 )
 
 // Value maps the non-NULL text value of a column of type t. (SQL NULL is handled by callers: the attribute is omitted.)
@@ -20,7 +22,7 @@ func Value(t *Type, text []byte) (types.AttributeValue, error) {
 		return nil, errors.New("mapping: nil type")
 	}
 	if t.isArray() {
-		return arrayValue(t, text)
+		return nested(arrayValue(t, text))
 	}
 	switch t.OID {
 	case pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID, pgtype.OIDOID:
@@ -32,13 +34,25 @@ func Value(t *Type, text []byte) (types.AttributeValue, error) {
 	case pgtype.ByteaOID:
 		return byteaValue(t, text)
 	case pgtype.JSONOID, pgtype.JSONBOID:
-		return jsonValue(t, text)
+		return nested(jsonValue(t, text))
 	case pgtype.TimestamptzOID:
 		return timestamptzValue(t, text)
 	}
 	// Dispatch is by OID, not category: money and the reg* types are
 	// category 'N' but their text is not a number.
 	return stringValue(t, text)
+}
+
+// nested checks a list or map against DynamoDB's nesting rules (depth, empty map keys),
+// which PostgreSQL's arrays of jsonb and jsonb documents can break.
+func nested(av types.AttributeValue, err error) (types.AttributeValue, error) {
+	if err != nil {
+		return nil, err
+	}
+	if err := limits.CheckNesting(av); err != nil {
+		return nil, err
+	}
+	return av, nil
 }
 
 // stringValue rejects invalid UTF-8 (possible with SQL_ASCII databases)

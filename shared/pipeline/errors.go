@@ -3,8 +3,7 @@ package pipeline
 import (
 	"errors"
 
-	"tandem/shared/pg"
-	"tandem/shared/schema"
+	"tandem/shared/fault"
 	"tandem/shared/snapshot"
 )
 
@@ -28,10 +27,12 @@ func classify(err error) error {
 	if err == nil {
 		return nil
 	}
-	var m *pg.Misconfigured
-	var s *schema.Error
 	var f *snapshot.FailedError
-	if errors.As(err, &m) || errors.As(err, &s) || errors.As(err, &f) {
+	if errors.As(err, &f) {
+		return &PermanentError{Err: err}
+	}
+	switch fault.Classify(err) {
+	case fault.Fatal, fault.Poison:
 		return &PermanentError{Err: err}
 	}
 	return &TransientError{Err: err}

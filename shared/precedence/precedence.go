@@ -101,6 +101,32 @@ func Merge(p Position, floor uint64) expression.ConditionBuilder {
 	return cond
 }
 
+// Newer reports whether item was written by the stream at or after p: a change at p has
+// lost to it. This is Stream's rule read on an item in hand.
+func Newer(item map[string]types.AttributeValue, p Position) bool {
+	pos, src, ok := ItemPosition(item)
+	return ok && src == SrcStream && !pos.Less(p)
+}
+
+// CanMerge is Merge's rule, less the position part (Newer), read on an item in hand: a
+// live item, written at or after the table's last schema change floor.
+func CanMerge(item map[string]types.AttributeValue, floor uint64) bool {
+	pos, _, ok := ItemPosition(item)
+	return ok && !IsTombstone(item) && (floor == 0 || pos.LSN >= floor)
+}
+
+// Unchanged guards a write computed from item (a read-merge-put): it lands only if the
+// item still carries the metadata it was read with, i.e. nothing wrote it in between.
+func Unchanged(item map[string]types.AttributeValue) expression.ConditionBuilder {
+	same := func(name string) expression.ConditionBuilder {
+		if v, ok := item[name]; ok {
+			return expression.Name(name).Equal(expression.Value(v))
+		}
+		return expression.AttributeNotExists(expression.Name(name))
+	}
+	return same(AttrSrc).And(same(AttrLSN), same(AttrSeq), same(AttrEpoch))
+}
+
 // StaleSnapshot matches snapshot rows read before a fence LSN (a TRUNCATE, §2.8): such a
 // row may describe data the fence removed, so it is swept.
 func StaleSnapshot(fenceLSN uint64) expression.ConditionBuilder {

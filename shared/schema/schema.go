@@ -5,12 +5,15 @@ package schema
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"tandem/shared/fault"
+	"tandem/shared/limits"
 	"tandem/shared/mapping"
 	"tandem/shared/precedence"
 )
@@ -19,13 +22,17 @@ import (
 // keys have at most two attributes, so the second and later key columns are combined.
 const AttrSortKey = "__sk"
 
-// Error says that a table, or one of its values, cannot be replicated as it is: retrying
-// does not help, the table or the configuration must change.
-type Error struct{ msg string }
+// Error says that a table cannot be replicated as it is: retrying does not help, the
+// table or the configuration must change. It is classified fault.Fatal for that table.
+type Error = fault.FatalError
 
-func (e *Error) Error() string { return e.msg }
+func errorf(format string, args ...any) error { return fault.Fatalf(format, args...) }
 
-func errorf(format string, args ...any) error { return &Error{msg: fmt.Sprintf(format, args...)} }
+// poison is a row that cannot be an item: the error names the table, the row's key and
+// the column (fault.Poison: the row is dead-lettered, the rest goes on).
+func (t *Table) poison(values [][]byte, column string, err error) error {
+	return &fault.PoisonError{Table: t.Source(), Key: t.KeyString(values), Column: column, Reason: err.Error(), Err: err}
+}
 
 // Column is one column of a source table.
 type Column struct {
@@ -130,7 +137,7 @@ func (t *Table) Item(values [][]byte) (map[string]types.AttributeValue, error) {
 		}
 		av, err := mapping.Value(t.Columns[i].Type, v)
 		if err != nil {
-			return nil, errorf("table %s column %s: %v", t.Source(), t.Columns[i].Name, err)
+			return nil, t.poison(values, t.Columns[i].Name, err)
 		}
 		item[t.Columns[i].Name] = av
 	}
@@ -145,6 +152,8 @@ func (t *Table) Item(values [][]byte) (map[string]types.AttributeValue, error) {
 }
 
 // ItemKey maps the key of a row; values is indexed like Columns (only key columns are read).
+// A key DynamoDB cannot store (NULL, empty, over the key size limits) is a poison error
+// naming the table, the key and the column.
 func (t *Table) ItemKey(values [][]byte) (map[string]types.AttributeValue, error) {
 	key := make(map[string]types.AttributeValue, 2)
 	var rest []string
@@ -152,21 +161,28 @@ func (t *Table) ItemKey(values [][]byte) (map[string]types.AttributeValue, error
 		c := t.Columns[ci]
 		v := values[ci]
 		if v == nil {
-			return nil, errorf("table %s: key column %s is NULL", t.Source(), c.Name)
+			return nil, t.poison(values, c.Name, errors.New("the key column is NULL"))
 		}
 		if i >= 1 && len(t.Key) > 2 {
 			rest = append(rest, string(v))
 			continue
 		}
 		av, err := mapping.KeyValue(c.Type, v)
+		if err == nil {
+			err = limits.CheckKey(av, i == 1)
+		}
 		if err != nil {
-			return nil, errorf("table %s key column %s: %v", t.Source(), c.Name, err)
+			return nil, t.poison(values, c.Name, err)
 		}
 		key[c.Name] = av
 	}
 	if rest != nil {
 		b, _ := json.Marshal(rest)
-		key[AttrSortKey] = &types.AttributeValueMemberS{Value: string(b)}
+		sk := &types.AttributeValueMemberS{Value: string(b)}
+		if err := limits.CheckKey(sk, true); err != nil {
+			return nil, t.poison(values, AttrSortKey, fmt.Errorf("key columns 2 to %d combined: %w", len(t.Key), err))
+		}
+		key[AttrSortKey] = sk
 	}
 	return key, nil
 }

@@ -1,12 +1,14 @@
 package schema
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"tandem/shared/fault"
 	"tandem/shared/mapping"
 )
 
@@ -55,7 +57,7 @@ func TestItemOmitsNulls(t *testing.T) {
 	if _, ok := item["v"]; ok || len(item) != 1 {
 		t.Fatalf("NULL must be an absent attribute: %v", item)
 	}
-	if _, err := tb.ItemKey([][]byte{nil, nil}); err == nil || !strings.Contains(err.Error(), "key column id is NULL") {
+	if _, err := tb.ItemKey([][]byte{nil, nil}); err == nil || !strings.Contains(err.Error(), "column id: the key column is NULL") {
 		t.Fatalf("NULL key: %v", err)
 	}
 }
@@ -92,5 +94,47 @@ func TestKeyIDComparesNumbersByValue(t *testing.T) {
 	a, b, c := id("1"), id("1.00"), id("2")
 	if a != b || a == c {
 		t.Fatalf("KeyID: 1 -> %q, 1.00 -> %q, 2 -> %q", a, b, c)
+	}
+}
+
+// TestKeyLimits: keys DynamoDB cannot store are poison errors naming table, key and column.
+func TestKeyLimits(t *testing.T) {
+	two := table([]int{0, 1}, Column{Name: "p", Type: text}, Column{Name: "s", Type: text}, Column{Name: "doc", Type: jsonb})
+	three := table([]int{0, 1, 2}, Column{Name: "p", Type: text}, Column{Name: "s", Type: text}, Column{Name: "r", Type: text})
+	long := func(n int) []byte { return []byte(strings.Repeat("x", n)) }
+	cases := []struct {
+		name   string
+		tbl    *Table
+		row    [][]byte
+		column string
+		phrase string // "" means the row is fine
+	}{
+		{"partition key at the limit", two, [][]byte{long(2048), []byte("s"), nil}, "", ""},
+		{"partition key over the limit", two, [][]byte{long(2049), []byte("s"), nil}, "p", "2048-byte partition key"},
+		{"sort key at the limit", two, [][]byte{[]byte("p"), long(1024), nil}, "", ""},
+		{"sort key over the limit", two, [][]byte{[]byte("p"), long(1025), nil}, "s", "1024-byte sort key"},
+		{"empty partition key", two, [][]byte{{}, []byte("s"), nil}, "p", "empty"},
+		{"NULL key", two, [][]byte{[]byte("p"), nil, nil}, "s", "NULL"},
+		{"combined sort key over the limit", three, [][]byte{[]byte("p"), long(600), long(600)}, AttrSortKey, "1024-byte sort key"},
+		{"document 33 levels deep", two, [][]byte{[]byte("p"), []byte("s"), []byte(strings.Repeat("[", 33) + strings.Repeat("]", 33))}, "doc", "32 levels"},
+		{"document 32 levels deep", two, [][]byte{[]byte("p"), []byte("s"), []byte(strings.Repeat("[", 32) + strings.Repeat("]", 32))}, "", ""},
+		{"empty object key", two, [][]byte{[]byte("p"), []byte("s"), []byte(`{"a": {"": 1}}`)}, "doc", "empty object key"},
+	}
+	for _, c := range cases {
+		_, err := c.tbl.Item(c.row)
+		if c.phrase == "" {
+			if err != nil {
+				t.Errorf("%s: %v", c.name, err)
+			}
+			continue
+		}
+		var p *fault.PoisonError
+		if !errors.As(err, &p) {
+			t.Errorf("%s: want a poison error, got %v", c.name, err)
+			continue
+		}
+		if p.Table != "public.t" || p.Column != c.column || p.Key == "" || !strings.Contains(err.Error(), c.phrase) {
+			t.Errorf("%s: got table %q column %q key %.20q: %v; want column %q and %q", c.name, p.Table, p.Column, p.Key, err, c.column, c.phrase)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"tandem/shared/control"
+	"tandem/shared/fault"
 	"tandem/shared/pg"
 	"tandem/shared/precedence"
 	"tandem/shared/schema"
@@ -167,19 +168,20 @@ send:
 	return ctx.Err()
 }
 
+// writeRow writes one row. A row DynamoDB can never hold (a poison value or key) is a
+// dead letter naming the table, key and column, and the copy goes on: one bad row never
+// fails a whole table, whichever limit it breaks.
 func (c *Copier) writeRow(ctx context.Context, t *schema.Table, row [][]byte, read precedence.Read) error {
 	item, err := t.Item(row)
-	if err != nil {
+	if err == nil {
+		_, err = c.Writer.Snapshot(ctx, t, item, read)
+	}
+	if !fault.IsPoison(err) {
 		return err
 	}
-	_, err = c.Writer.Snapshot(ctx, t, item, read)
-	var tooLarge *target.TooLargeError
-	if errors.As(err, &tooLarge) {
-		// The row cannot exist in DynamoDB; record it and go on rather than stall the table.
-		c.Log.Error("row over the DynamoDB item limit, dead-lettered", "table", t.Source(), "key", t.KeyString(row), "bytes", tooLarge.Size)
-		return c.Control.AddDeadLetter(ctx, control.DeadLetter{Table: t.Source(), Key: t.KeyString(row), LSN: read.LSN, Source: "snapshot", Reason: err.Error()})
-	}
-	return err
+	d := control.DeadLetterOf(err, t.Source(), t.KeyString(row), read.LSN, "snapshot")
+	c.Log.Error("row cannot be written to DynamoDB, dead-lettered", "table", d.Table, "key", d.Key, "column", d.Column, "reason", d.Reason)
+	return c.Control.AddDeadLetter(ctx, d)
 }
 
 // fenced handles a snapshot stopped by a TRUNCATE: rows of the last chunk may have landed

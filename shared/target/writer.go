@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -15,9 +14,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/smithy-go"
 
 	"tandem/shared/ddb"
+	"tandem/shared/fault"
+	"tandem/shared/limits"
 	"tandem/shared/mapping"
 	"tandem/shared/precedence"
 	"tandem/shared/schema"
@@ -33,16 +33,6 @@ type Writer struct {
 	TombstoneTTL time.Duration
 
 	Applied, Lost atomic.Int64
-}
-
-// TooLargeError is a row DynamoDB cannot store (over 400 KB).
-type TooLargeError struct {
-	Table, Key string
-	Size       int
-}
-
-func (e *TooLargeError) Error() string {
-	return fmt.Sprintf("row %s of %s is %d bytes as a DynamoDB item, over the %d-byte item limit", e.Key, e.Table, e.Size, mapping.MaxItemSize)
 }
 
 // Snapshot writes a row read by a snapshot chunk.
@@ -62,12 +52,17 @@ func (w *Writer) Delete(ctx context.Context, t *schema.Table, key Item, p preced
 }
 
 func (w *Writer) put(ctx context.Context, t *schema.Table, item Item, cond expression.ConditionBuilder) (bool, error) {
-	if size := mapping.ItemSize(item); size > mapping.MaxItemSize {
-		return false, &TooLargeError{Table: t.Source(), Key: keyString(t, item), Size: size}
+	if size := mapping.ItemSize(item); size > limits.ItemSize {
+		return false, poison(t, item, fmt.Sprintf("the row is %d bytes as a DynamoDB item, over DynamoDB's %d-byte item limit", size, limits.ItemSize), nil)
 	}
+	err := w.putItem(ctx, t, item, cond)
+	return w.outcome(t, item, err)
+}
+
+func (w *Writer) putItem(ctx context.Context, t *schema.Table, item Item, cond expression.ConditionBuilder) error {
 	expr, err := expression.NewBuilder().WithCondition(cond).Build()
 	if err != nil {
-		return false, err
+		return unbuildable(err)
 	}
 	_, err = w.DB.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName:                 &t.Target,
@@ -76,11 +71,7 @@ func (w *Writer) put(ctx context.Context, t *schema.Table, item Item, cond expre
 		ExpressionAttributeNames:  expr.Names(),
 		ExpressionAttributeValues: expr.Values(),
 	})
-	if isItemTooLarge(err) {
-		// ItemSize is an estimate; DynamoDB has the last word.
-		return false, &TooLargeError{Table: t.Source(), Key: keyString(t, item), Size: mapping.ItemSize(item)}
-	}
-	return w.outcome(t, err)
+	return err
 }
 
 // Merge applies a change at p that left out unchanged TOAST values: set holds the sent
@@ -100,7 +91,11 @@ func (w *Writer) Merge(ctx context.Context, t *schema.Table, key, set Item, remo
 	}
 	expr, err := expression.NewBuilder().WithUpdate(upd).WithCondition(precedence.Merge(p, floor)).Build()
 	if err != nil {
-		return false, false, err
+		return false, false, poison(t, key, "cannot express the update for DynamoDB", unbuildable(err))
+	}
+	if len(*expr.Update()) > limits.Expression || len(*expr.Condition()) > limits.Expression {
+		// A wide table (hundreds of columns) overflows DynamoDB's expression limit.
+		return w.mergeByPut(ctx, t, key, set, remove, p, floor)
 	}
 	_, err = w.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 &t.Target,
@@ -110,31 +105,73 @@ func (w *Writer) Merge(ctx context.Context, t *schema.Table, key, set Item, remo
 		ExpressionAttributeNames:  expr.Names(),
 		ExpressionAttributeValues: expr.Values(),
 	})
-	if isItemTooLarge(err) {
-		return false, false, &TooLargeError{Table: t.Source(), Key: keyString(t, key), Size: mapping.MaxItemSize + 1}
-	}
 	if !ddb.IsConditionFailed(err) {
-		applied, err = w.outcome(t, err)
+		applied, err = w.outcome(t, key, err)
 		return applied, false, err
 	}
 	// Refused: either a newer write is there (lost), or there is nothing live to merge into.
-	out, err := w.DB.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.Target, Key: key, ConsistentRead: aws.Bool(true)})
+	cur, err := w.current(ctx, t, key)
 	if err != nil {
-		return false, false, fmt.Errorf("dynamodb: reading %s of %s: %w", keyString(t, key), t.Target, err)
+		return false, false, err
 	}
-	if pos, src, ok := precedence.ItemPosition(out.Item); ok && src == precedence.SrcStream && !pos.Less(p) {
+	if precedence.Newer(cur, p) {
 		w.Lost.Add(1)
 		return false, false, nil
 	}
 	return false, true, nil
 }
 
-func isItemTooLarge(err error) bool {
-	var api smithy.APIError
-	return errors.As(err, &api) && api.ErrorCode() == "ValidationException" && strings.Contains(api.ErrorMessage(), "Item size")
+// mergeByPut is Merge as read, merge and conditional put, for updates too long for one
+// UpdateItem expression. The put is guarded by the position read, so a write that lands
+// in between makes it read again instead of being overwritten.
+func (w *Writer) mergeByPut(ctx context.Context, t *schema.Table, key, set Item, remove []string, p precedence.Position, floor uint64) (applied, missing bool, err error) {
+	for {
+		cur, err := w.current(ctx, t, key)
+		if err != nil {
+			return false, false, err
+		}
+		if precedence.Newer(cur, p) {
+			w.Lost.Add(1)
+			return false, false, nil
+		}
+		if !precedence.CanMerge(cur, floor) {
+			return false, true, nil
+		}
+		merged := make(Item, len(cur)+len(set))
+		for k, v := range cur {
+			merged[k] = v
+		}
+		for k, v := range set {
+			merged[k] = v
+		}
+		for _, name := range remove {
+			delete(merged, name)
+		}
+		delete(merged, precedence.AttrEpoch) // snapshot-only metadata (StreamItem's rule)
+		if size := mapping.ItemSize(merged); size > limits.ItemSize {
+			return false, false, poison(t, key, fmt.Sprintf("the merged row is %d bytes as a DynamoDB item, over DynamoDB's %d-byte item limit", size, limits.ItemSize), nil)
+		}
+		err = w.putItem(ctx, t, merged, precedence.Stream(p).And(precedence.Unchanged(cur)))
+		if ddb.IsConditionFailed(err) {
+			continue // written meanwhile: decide again on what is there now
+		}
+		applied, err = w.outcome(t, key, err)
+		return applied, false, err
+	}
 }
 
-func (w *Writer) outcome(t *schema.Table, err error) (bool, error) {
+func (w *Writer) current(ctx context.Context, t *schema.Table, key Item) (Item, error) {
+	out, err := w.DB.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.Target, Key: key, ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return nil, fmt.Errorf("dynamodb: reading %s of %s: %w", keyString(t, key), t.Target, err)
+	}
+	return out.Item, nil
+}
+
+// outcome counts a write's result. A write DynamoDB can never accept comes back as a
+// fault.PoisonError naming the table and key; every other error is returned for the
+// caller to classify (transient: retried).
+func (w *Writer) outcome(t *schema.Table, item Item, err error) (bool, error) {
 	switch {
 	case err == nil:
 		w.Applied.Add(1)
@@ -142,8 +179,22 @@ func (w *Writer) outcome(t *schema.Table, err error) (bool, error) {
 	case ddb.IsConditionFailed(err):
 		w.Lost.Add(1)
 		return false, nil
+	case errors.As(err, new(*fault.PoisonError)):
+		return false, fault.WithRow(err, t.Source(), keyString(t, item), "")
+	case fault.IsPoison(err):
+		return false, poison(t, item, "DynamoDB refused the write: "+err.Error(), err)
 	}
 	return false, fmt.Errorf("dynamodb: writing to %s: %w", t.Target, err)
+}
+
+// unbuildable is an expression the SDK's builder refuses (e.g. an attribute name it cannot
+// take): retrying cannot change that.
+func unbuildable(err error) error {
+	return &fault.PoisonError{Reason: "cannot build the DynamoDB expression: " + err.Error(), Err: err}
+}
+
+func poison(t *schema.Table, item Item, reason string, err error) error {
+	return &fault.PoisonError{Table: t.Source(), Key: keyString(t, item), Reason: reason, Err: err}
 }
 
 // EnsureTable creates the target table of t if missing, with TTL on tombstones.

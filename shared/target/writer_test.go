@@ -2,6 +2,7 @@ package target_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -16,6 +17,8 @@ import (
 
 	"tandem/localstack/testenv"
 	"tandem/shared/ddb"
+	"tandem/shared/fault"
+	"tandem/shared/limits"
 	"tandem/shared/mapping"
 	"tandem/shared/precedence"
 	"tandem/shared/schema"
@@ -176,21 +179,15 @@ func TestMergeMissingAndLost(t *testing.T) {
 	}
 }
 
-func TestTooLargeItemIsATypedError(t *testing.T) {
+func TestTooLargeItemIsAPoisonErrorNamingTableAndKey(t *testing.T) {
 	tbl := newTable(t)
 	w := &target.Writer{DB: db, TombstoneTTL: time.Hour}
-	item, _ := tbl.Item([][]byte{[]byte("7"), []byte(strings.Repeat("x", mapping.MaxItemSize))})
+	item, _ := tbl.Item([][]byte{[]byte("7"), []byte(strings.Repeat("x", limits.ItemSize))})
 	_, err := w.Stream(context.Background(), tbl, item, precedence.Position{LSN: 1, Seq: 1})
-	var tl *target.TooLargeError
-	if !asTooLarge(err, &tl) || tl.Table != "public.t" || !strings.Contains(tl.Key, "id=7") {
-		t.Fatalf("want a TooLargeError naming table and key, got %v", err)
+	var p *fault.PoisonError
+	if !errors.As(err, &p) || p.Table != "public.t" || !strings.Contains(p.Key, "id=7") || !strings.Contains(p.Reason, "item limit") {
+		t.Fatalf("want a PoisonError naming table, key and the item limit, got %v", err)
 	}
-}
-
-func asTooLarge(err error, tl **target.TooLargeError) bool {
-	e, ok := err.(*target.TooLargeError)
-	*tl = e
-	return ok
 }
 
 // TestSweep removes, in one pass, exactly what a finished snapshot leaves behind and

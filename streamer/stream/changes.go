@@ -12,10 +12,11 @@ import (
 	"tandem/shared/pg"
 	"tandem/shared/precedence"
 	"tandem/shared/schema"
-	"tandem/shared/target"
 )
 
-// row applies an INSERT (old nil), UPDATE or DELETE (next nil).
+// row applies an INSERT (old nil), UPDATE or DELETE (next nil). A change that cannot
+// become an item (a key or value DynamoDB will not accept) is queued as a dead letter,
+// so it is acknowledged only once the dead letter is durable, and the stream goes on.
 func (s *session) row(ctx context.Context, relID uint32, old, next *pglogrepl.TupleData) error {
 	rel, ok := s.rels[relID]
 	if !ok {
@@ -28,19 +29,20 @@ func (s *session) row(ctx context.Context, relID uint32, old, next *pglogrepl.Tu
 	}
 	if next == nil {
 		if old == nil {
-			return s.deadLetter(ctx, t, "?", p, "DELETE without old key: the table has REPLICA IDENTITY NOTHING")
+			return s.submitPoison(ctx, t, "?", p, errors.New("DELETE without old key: the table has REPLICA IDENTITY NOTHING"))
 		}
 		oldVals, _ := tuple(old)
 		return s.submitDelete(ctx, t, oldVals, p)
 	}
 	vals, unchanged := tuple(next)
-	key, err := t.ItemKey(vals)
-	if err != nil {
-		return s.deadLetter(ctx, t, t.KeyString(vals), p, err.Error())
+	key, keyErr := t.ItemKey(vals)
+	route := ""
+	if keyErr == nil {
+		route = routingKey(t, key)
 	}
-	route := routingKey(t, key)
 	if old != nil {
-		// A primary-key update deletes the old key and writes the new one (DESIGN §2.7).
+		// A primary-key update deletes the old key and writes the new one (DESIGN §2.7),
+		// even when the new key is one DynamoDB cannot store.
 		oldVals, _ := tuple(old)
 		if oldKey, err := t.ItemKey(oldVals); err == nil && routingKey(t, oldKey) != route {
 			if err := s.submitDelete(ctx, t, oldVals, p); err != nil {
@@ -48,25 +50,28 @@ func (s *session) row(ctx context.Context, relID uint32, old, next *pglogrepl.Tu
 			}
 		}
 	}
+	if keyErr != nil {
+		return s.submitPoison(ctx, t, t.KeyString(vals), p, keyErr)
+	}
 	if unchanged != nil {
 		return s.submitMerge(ctx, rel, key, vals, unchanged, p)
 	}
 	item, err := t.Item(vals)
 	if err != nil {
-		return s.deadLetter(ctx, t, t.KeyString(vals), p, err.Error())
+		return s.submitPoison(ctx, t, t.KeyString(vals), p, err)
 	}
-	return s.submit(ctx, t, route, p, func(ctx context.Context) error {
+	return s.submit(ctx, t, route, t.KeyString(vals), p, func(ctx context.Context) error {
 		_, err := s.Env.Writer.Stream(ctx, t, item, p)
-		return s.tooLarge(ctx, t, t.KeyString(vals), p, err)
+		return err
 	})
 }
 
 func (s *session) submitDelete(ctx context.Context, t *schema.Table, oldVals [][]byte, p precedence.Position) error {
 	key, err := t.ItemKey(oldVals)
 	if err != nil {
-		return s.deadLetter(ctx, t, t.KeyString(oldVals), p, err.Error())
+		return s.submitPoison(ctx, t, t.KeyString(oldVals), p, err)
 	}
-	return s.submit(ctx, t, routingKey(t, key), p, func(ctx context.Context) error {
+	return s.submit(ctx, t, routingKey(t, key), t.KeyString(oldVals), p, func(ctx context.Context) error {
 		_, err := s.Env.Writer.Delete(ctx, t, key, p)
 		return err
 	})
@@ -79,7 +84,7 @@ func (s *session) submitMerge(ctx context.Context, rel *relation, key map[string
 	t, floor := rel.table, rel.floor
 	set, err := t.Item(vals)
 	if err != nil {
-		return s.deadLetter(ctx, t, t.KeyString(vals), p, err.Error())
+		return s.submitPoison(ctx, t, t.KeyString(vals), p, err)
 	}
 	var remove []string
 	for i, v := range vals {
@@ -88,10 +93,10 @@ func (s *session) submitMerge(ctx context.Context, rel *relation, key map[string
 		}
 	}
 	keyVals := keyText(t, vals)
-	return s.submit(ctx, t, routingKey(t, key), p, func(ctx context.Context) error {
+	return s.submit(ctx, t, routingKey(t, key), t.KeyString(vals), p, func(ctx context.Context) error {
 		_, missing, err := s.Env.Writer.Merge(ctx, t, key, set, remove, p, floor)
 		if err != nil || !missing {
-			return s.tooLarge(ctx, t, t.KeyString(vals), p, err)
+			return err
 		}
 		full := append([][]byte(nil), vals...)
 		current, found, err := pg.ReadRow(ctx, s.Env.PG, t, keyVals)
@@ -112,12 +117,13 @@ func (s *session) submitMerge(ctx context.Context, rel *relation, key map[string
 			return err
 		}
 		_, err = s.Env.Writer.Stream(ctx, t, item, p)
-		return s.tooLarge(ctx, t, t.KeyString(vals), p, err)
+		return err
 	})
 }
 
-// submit queues a write of the item named by route (see routingKey).
-func (s *session) submit(ctx context.Context, t *schema.Table, route string, p precedence.Position, write func(context.Context) error) error {
+// submit queues a write of the item named by route (see routingKey); keyText names the
+// row in a dead letter should the write turn out to be poison.
+func (s *session) submit(ctx context.Context, t *schema.Table, route, keyText string, p precedence.Position, write func(context.Context) error) error {
 	run := write
 	if s.BeforeApply != nil {
 		run = func(ctx context.Context) error {
@@ -125,21 +131,22 @@ func (s *session) submit(ctx context.Context, t *schema.Table, route string, p p
 			return write(ctx)
 		}
 	}
-	return s.ap.submit(ctx, job{key: route, txn: s.txn, run: s.counted(run)})
+	return s.ap.submit(ctx, job{key: route, txn: s.txn, run: s.counted(run), deadLetter: s.deadLetterer(t, keyText, p)})
 }
 
-// tooLarge turns a row DynamoDB cannot hold into a dead letter, so one bad row does not
-// stall the stream (and the WAL on the primary) forever.
-func (s *session) tooLarge(ctx context.Context, t *schema.Table, key string, p precedence.Position, err error) error {
-	var tl *target.TooLargeError
-	if errors.As(err, &tl) {
-		return s.deadLetter(ctx, t, key, p, err.Error())
+// submitPoison queues a change known to be poison before any write: only its dead letter
+// is written, in turn with the table's other changes.
+func (s *session) submitPoison(ctx context.Context, t *schema.Table, keyText string, p precedence.Position, err error) error {
+	return s.ap.submit(ctx, job{key: t.Source(), txn: s.txn, run: func(context.Context) error { return err }, deadLetter: s.deadLetterer(t, keyText, p)})
+}
+
+// deadLetterer records a poison change of t at p (DESIGN §2.11): a dead letter naming the
+// table, key, LSN and column, and the table marked degraded.
+func (s *session) deadLetterer(t *schema.Table, keyText string, p precedence.Position) func(context.Context, error) error {
+	return func(ctx context.Context, cause error) error {
+		d := control.DeadLetterOf(cause, t.Source(), keyText, p.LSN, "stream")
+		s.Env.Log.Error("change dead-lettered", "table", d.Table, "key", d.Key, "column", d.Column, "position", p.String(), "reason", d.Reason)
+		s.metrics.deadLetters.Add(1)
+		return s.Env.Control.AddDeadLetter(ctx, d)
 	}
-	return err
-}
-
-func (s *session) deadLetter(ctx context.Context, t *schema.Table, key string, p precedence.Position, reason string) error {
-	s.Env.Log.Error("change dead-lettered", "table", t.Source(), "key", key, "position", p.String(), "reason", reason)
-	s.metrics.deadLetters.Add(1)
-	return s.Env.Control.AddDeadLetter(ctx, control.DeadLetter{Table: t.Source(), Key: key, LSN: p.LSN, Source: "stream", Reason: reason})
 }

@@ -200,7 +200,7 @@ func (s *Streamer) session(ctx context.Context) error {
 	// Writes must be able to finish after a SIGTERM, so they get their own context.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
-	ap := newApplier(workCtx, cfg.StreamWriters, cfg.MaxInFlight, &s.tr)
+	ap := newApplier(workCtx, cfg.StreamWriters, cfg.MaxInFlight, &s.tr, s.Env.Log)
 	sess := &session{Streamer: s, conn: conn, ap: ap, rels: map[uint32]*relation{}}
 
 	hbCtx, stopHeartbeat := context.WithCancel(ctx)
