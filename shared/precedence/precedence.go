@@ -128,10 +128,22 @@ func Unchanged(item map[string]types.AttributeValue) expression.ConditionBuilder
 }
 
 // StaleSnapshot matches snapshot rows read before a fence LSN (a TRUNCATE, §2.8): such a
-// row may describe data the fence removed, so it is swept.
+// row may describe data the fence removed, so it is swept. A chunk reads its LSN inside
+// its transaction, whose lock a TRUNCATE waits for, so a chunk read before a TRUNCATE
+// committed at fenceLSN carries an LSN at or before it, and one read after it a later one.
 func StaleSnapshot(fenceLSN uint64) expression.ConditionBuilder {
 	return expression.Name(AttrSrc).Equal(expression.Value(SrcSnapshot)).
-		And(expression.Name(AttrLSN).LessThan(expression.Value(fenceLSN)))
+		And(expression.Name(AttrLSN).LessThanEqual(expression.Value(fenceLSN)))
+}
+
+// WrittenBefore matches items written before the change at p: stream writes of an earlier
+// position and snapshot rows read before it (StaleSnapshot). A TRUNCATE at p tombstones
+// exactly these, so it may run alongside later writes of either kind without touching them.
+func WrittenBefore(p Position) expression.ConditionBuilder {
+	earlierStream := expression.Name(AttrSrc).Equal(expression.Value(SrcStream)).And(
+		expression.Name(AttrLSN).LessThan(expression.Value(p.LSN)).Or(
+			expression.Name(AttrLSN).Equal(expression.Value(p.LSN)).And(expression.Name(AttrSeq).LessThan(expression.Value(p.Seq)))))
+	return StaleSnapshot(p.LSN).Or(earlierStream)
 }
 
 // Orphan matches, once the snapshot of epoch e (floored at floor) is done, the items it

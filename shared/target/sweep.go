@@ -3,6 +3,9 @@ package target
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
@@ -55,18 +58,49 @@ func keyOf(t *schema.Table, item Item) Item {
 	return key
 }
 
-// TombstoneAll soft-deletes every live item of t at p: a TRUNCATE (DESIGN §2.8).
-func (w *Writer) TombstoneAll(ctx context.Context, t *schema.Table, p precedence.Position) (int, error) {
-	n := 0
-	live := expression.AttributeNotExists(expression.Name(precedence.AttrDeleted))
+// truncateWriters is how many tombstones a TRUNCATE writes at once.
+const truncateWriters = 16
+
+// Truncate soft-deletes every live item of t written before the TRUNCATE at p (DESIGN
+// §2.8), in parallel. Each tombstone is guarded by precedence.WrittenBefore, so writes
+// after the TRUNCATE (streamed or snapshotted) that land meanwhile are never touched, and
+// the caller need not hold the stream back while it runs.
+func (w *Writer) Truncate(ctx context.Context, t *schema.Table, p precedence.Position) (int, error) {
+	var n atomic.Int64
+	before := precedence.WrittenBefore(p)
+	live := expression.AttributeNotExists(expression.Name(precedence.AttrDeleted)).And(before)
+	expires := time.Now().Add(w.TombstoneTTL).Unix()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	keys := make(chan Item)
+	var wg sync.WaitGroup
+	for range truncateWriters {
+		wg.Go(func() {
+			for key := range keys {
+				err := w.putItem(ctx, t, precedence.Tombstone(key, p, expires), before)
+				switch {
+				case err == nil:
+					n.Add(1)
+				case !ddb.IsConditionFailed(err):
+					cancel(fmt.Errorf("dynamodb: truncating %s: %w", t.Target, err))
+				}
+			}
+		})
+	}
 	err := w.scan(ctx, t, live, func(item Item) error {
-		applied, err := w.Delete(ctx, t, keyOf(t, item), p)
-		if applied {
-			n++
+		select {
+		case keys <- keyOf(t, item):
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
 		}
-		return err
 	})
-	return n, err
+	close(keys)
+	wg.Wait()
+	if cause := context.Cause(ctx); cause != nil && err == nil {
+		err = cause
+	}
+	return int(n.Load()), err
 }
 
 // Sweep says what may be removed once a table's snapshot can no longer write (zero

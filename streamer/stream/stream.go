@@ -201,7 +201,7 @@ func (s *Streamer) session(ctx context.Context) error {
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
 	ap := newApplier(workCtx, cfg.StreamWriters, cfg.MaxInFlight, &s.tr, s.Env.Log)
-	sess := &session{Streamer: s, conn: conn, ap: ap, rels: map[uint32]*relation{}}
+	sess := &session{Streamer: s, conn: conn, ap: ap, work: workCtx, rels: map[uint32]*relation{}}
 
 	hbCtx, stopHeartbeat := context.WithCancel(ctx)
 	heartbeatDone := make(chan struct{})
@@ -214,7 +214,7 @@ func (s *Streamer) session(ctx context.Context) error {
 	// Let queued writes finish (bounded: ECS allows 30 s after SIGTERM), then
 	// acknowledge what is durable.
 	drained := make(chan struct{})
-	go func() { _ = ap.drain(); close(drained) }()
+	go func() { _ = ap.drain(); sess.background.Wait(); close(drained) }()
 	select {
 	case <-drained:
 	case <-time.After(20 * time.Second):
@@ -224,6 +224,7 @@ func (s *Streamer) session(ctx context.Context) error {
 	<-watcherDone
 	stopWork()
 	ap.close()
+	sess.background.Wait()
 	final, cancelFinal := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancelFinal()
 	_ = sess.sendStatus(final) // acknowledge what the drain made durable
@@ -248,6 +249,10 @@ type session struct {
 	connMu sync.Mutex
 	ap     *applier
 	rels   map[uint32]*relation
+	// work is the writes' context: it outlives a SIGTERM long enough to drain.
+	work context.Context
+	// background counts TRUNCATEs whose tombstones are still being written.
+	background sync.WaitGroup
 
 	txn       *txn
 	commitLSN pglogrepl.LSN

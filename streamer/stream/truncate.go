@@ -4,11 +4,18 @@ import (
 	"context"
 
 	"github.com/jackc/pglogrepl"
+
+	"tandem/shared/precedence"
+	"tandem/shared/schema"
 )
 
-// truncate removes every row the tables had before the TRUNCATE (DESIGN §2.8). It is a
-// barrier: earlier changes are written first. The fence stops a running snapshot, whose
-// rows read before the truncate are swept by that snapshot or by finalize.
+// truncate removes every row the tables had before the TRUNCATE (DESIGN §2.8). Earlier
+// changes are written first (a barrier, brief: the queues are bounded); then the fence is
+// recorded at once, which stops a running snapshot of the table, and the tombstones are
+// written in the background while the stream goes on for every table. The TRUNCATE's
+// transaction is acknowledged, and the table becomes consistent, only once they are all
+// durable. Rows a fenced snapshot wrote after the truncate are swept by that snapshot or
+// by finalize.
 func (s *session) truncate(ctx context.Context, m *pglogrepl.TruncateMessage) error {
 	p := s.position()
 	if err := s.ap.drain(); err != nil {
@@ -23,11 +30,29 @@ func (s *session) truncate(ctx context.Context, m *pglogrepl.TruncateMessage) er
 		if err := s.Env.Control.Truncated(ctx, t.Source(), p.LSN); err != nil {
 			return err
 		}
-		n, err := s.Env.Writer.TombstoneAll(ctx, t, p)
-		if err != nil {
-			return err
-		}
-		s.Env.Log.Info("truncate applied", "table", t.Source(), "position", p.String(), "rows_tombstoned", n)
+		s.tombstoneInBackground(t, p)
 	}
 	return nil
+}
+
+// tombstoneInBackground writes the TRUNCATE's tombstones of t, retried like any write. If
+// the session ends first, the transaction stays unacknowledged and is replayed.
+func (s *session) tombstoneInBackground(t *schema.Table, p precedence.Position) {
+	x := s.txn
+	s.tr.add(x)
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		n := 0
+		j := job{key: t.Source(), txn: x, deadLetter: s.deadLetterer(t, "*", p), run: func(ctx context.Context) (err error) {
+			n, err = s.Env.Writer.Truncate(ctx, t, p)
+			return err
+		}}
+		if err := s.ap.apply(s.work, j); err != nil {
+			s.Env.Log.Warn("truncate interrupted: it is applied again after the reconnect", "table", t.Source(), "position", p.String(), "error", err.Error())
+			return
+		}
+		s.tr.done(x)
+		s.Env.Log.Info("truncate applied", "table", t.Source(), "position", p.String(), "rows_tombstoned", n)
+	}()
 }
