@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"tandem/shared/pg"
+	"tandem/shared/pipeline"
 )
 
 // TestPoisonChanges covers DESIGN §2.11: a change DynamoDB can never accept becomes a dead
@@ -78,6 +79,23 @@ func TestPoisonChanges(t *testing.T) {
 			}
 			return st.Degraded == "" && st.Consistent
 		})
+	}
+
+	// The status shows each degraded table with its reason and dead letters.
+	status, err := f.env.Status(f.ctx, pipeline.StatusInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ts := range status.Tables {
+		switch {
+		case ts.Table == "public.other" && (ts.Degraded != "" || ts.DeadLetters != 0 || !ts.Consistent):
+			t.Errorf("status of public.other: %+v, want consistent without dead letters", ts)
+		case ts.Table == "public.keys" && (!strings.Contains(ts.Degraded, "dead letter") || ts.DeadLetters < 3 || ts.Consistent):
+			t.Errorf("status of public.keys: %+v, want degraded, 3 dead letters, not consistent", ts)
+		}
+	}
+	if status.DeadLetters < 9 {
+		t.Errorf("status counts %d dead letters, want at least 9", status.DeadLetters)
 	}
 
 	// Every row but the poison ones converged: once they are gone from PostgreSQL (their

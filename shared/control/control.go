@@ -126,4 +126,31 @@ func (s *Store) put(ctx context.Context, item any, cond *expression.ConditionBui
 	return true, nil
 }
 
+// scanPrefix visits every item whose id starts with prefix.
+func (s *Store) scanPrefix(ctx context.Context, prefix string, visit func(map[string]types.AttributeValue) error) error {
+	expr, err := expression.NewBuilder().WithFilter(expression.Name("id").BeginsWith(prefix)).Build()
+	if err != nil {
+		return err
+	}
+	p := dynamodb.NewScanPaginator(s.DB, &dynamodb.ScanInput{
+		TableName:                 &s.Name,
+		FilterExpression:          expr.Filter(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
+		ConsistentRead:            aws.Bool(true),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return err
+		}
+		for _, item := range page.Items {
+			if err := visit(item); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func condPtr(c expression.ConditionBuilder) *expression.ConditionBuilder { return &c }

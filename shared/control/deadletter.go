@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"fmt"
 
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"tandem/shared/fault"
 )
@@ -78,3 +80,24 @@ func (s *Store) MarkDegraded(ctx context.Context, source, reason string) error {
 }
 
 func lsnString(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn)) }
+
+// DeadLetters lists the dead letters, of one table or (table "") of all.
+func (s *Store) DeadLetters(ctx context.Context, table string) ([]DeadLetter, error) {
+	prefix := deadLetterPrefix
+	if table != "" {
+		prefix += table + "#"
+	}
+	var out []DeadLetter
+	err := s.scanPrefix(ctx, prefix, func(item map[string]types.AttributeValue) error {
+		var d DeadLetter
+		if err := attributevalue.UnmarshalMap(item, &d); err != nil {
+			return err
+		}
+		out = append(out, d)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("control: listing dead letters: %w", err)
+	}
+	return out, nil
+}

@@ -285,7 +285,8 @@ func (s *Store) MarkConsistent(ctx context.Context, applied uint64) error {
 		if t.Consistent || !t.IsConsistent(applied) {
 			continue
 		}
-		cond := nameEpoch.Equal(expression.Value(t.Epoch)).And(nameState.Equal(expression.Value(Done)))
+		cond := nameEpoch.Equal(expression.Value(t.Epoch)).And(nameState.Equal(expression.Value(Done)),
+			expression.AttributeNotExists(expression.Name("degraded")))
 		if _, err := s.update(ctx, t.ID, expression.Set(expression.Name("consistent"), expression.Value(true)), &cond); err != nil {
 			return err
 		}

@@ -17,8 +17,8 @@ type StatusOutput struct {
 	// FailedTables lists the tables whose snapshot failed (the state machine ends failed
 	// when there is any).
 	FailedTables []string `json:"failed_tables"`
-	// DeadLetters counts changes Tandem could not apply (see the control table's
-	// "deadletter#" items).
+	// DeadLetters counts the changes and rows Tandem could not apply (the control table's
+	// "deadletter#" items), from the stream and the snapshots.
 	DeadLetters int64 `json:"dead_letters"`
 }
 
@@ -48,6 +48,10 @@ type TableStatus struct {
 	ConsistentLSN string `json:"consistent_lsn,omitempty"`
 	Consistent    bool   `json:"consistent"`
 	Error         string `json:"error,omitempty"`
+	// Degraded says why the target lacks a change (a dead letter): not consistent until
+	// the table is snapshotted again.
+	Degraded    string `json:"degraded,omitempty"`
+	DeadLetters int    `json:"dead_letters,omitempty"`
 }
 
 // StatusInput optionally carries a state machine run's per-table results (the Map's
@@ -71,7 +75,15 @@ func (e *Env) Status(ctx context.Context, in StatusInput) (StatusOutput, error) 
 		LagBytes: cp.LagBytes, LagSeconds: cp.LagSeconds, RetainedWAL: cp.RetainedBytes, ChangesPerSec: cp.ChangesPerSec,
 		Changes: cp.Changes, UpdatedAt: cp.UpdatedAt,
 	}
-	out.DeadLetters = cp.DeadLetters
+	letters, err := e.Control.DeadLetters(ctx, "")
+	if err != nil {
+		return out, err
+	}
+	perTable := map[string]int{}
+	for _, d := range letters {
+		perTable[d.Table]++
+	}
+	out.DeadLetters = int64(len(letters))
 	if slot, err := pg.ReadSlot(ctx, e.PG, e.Config.Slot); err == nil {
 		out.Streamer.SlotActive = slot.Active
 		out.Streamer.RetainedWAL = slot.RetainedBytes()
@@ -89,7 +101,8 @@ func (e *Env) Status(ctx context.Context, in StatusInput) (StatusOutput, error) 
 	}
 	for _, t := range tables {
 		ts := TableStatus{Table: t.Source, Target: t.Target, State: t.State, RowsCopied: t.RowsCopied, RowsEstimate: t.RowsEstimate,
-			Chunks: t.Chunks, Consistent: t.IsConsistent(cp.AppliedLSN), Error: t.Error}
+			Chunks: t.Chunks, Consistent: t.IsConsistent(cp.AppliedLSN), Error: t.Error,
+			Degraded: t.Degraded, DeadLetters: perTable[t.Source]}
 		if t.State == control.Done {
 			ts.ConsistentLSN = pglogrepl.LSN(t.ConsistentLSN).String()
 		}
