@@ -176,12 +176,14 @@ func classifyPostgres(err error) (Class, bool) {
 			code == "55006",               // object in use (e.g. the slot, while a predecessor lets go)
 			code == "XX000":               // internal error: often transient (e.g. a replica catching up)
 			return Transient, true
-		case strings.HasPrefix(code, "22"): // data exception: a value the statement cannot take
-			return Poison, true
 		case strings.HasPrefix(code, "28"), // invalid authorization
 			code == "42501": // insufficient privilege
 			// A rotated secret or a missing grant: the operator fixes it and we go on.
 			return Transient, true
+		case strings.HasPrefix(code, "22"), // data exception: a value the statement cannot take
+			strings.HasPrefix(code, "42"), // the table or column is gone (a re-read after DROP)
+			code == "0A000": // feature not supported
+			return Poison, true
 		}
 		return Transient, true
 	}

@@ -32,6 +32,8 @@ func TestClassify(t *testing.T) {
 		{pgErr("08006"), Transient}, // connection failure
 		{pgErr("40001"), Transient}, // serialization failure
 		{pgErr("22P02"), Poison},    // invalid text representation
+		{pgErr("42P01"), Poison},    // undefined table: a re-read after DROP TABLE
+		{pgErr("42501"), Transient}, // insufficient privilege: the operator grants it
 		{io.ErrUnexpectedEOF, Transient},
 		{fmt.Errorf("read: %w", syscall.ECONNRESET), Transient},
 		{context.DeadlineExceeded, Transient},
