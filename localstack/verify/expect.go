@@ -353,7 +353,7 @@ func (p *arrayText) quoted() (string, error) {
 }
 
 func clip(s string) string {
-	const max = 120
+	const max = 240
 	if len(s) <= max {
 		return s
 	}
