@@ -1,163 +1,349 @@
 // Package verify compares a DynamoDB target table with its PostgreSQL source: every live
 // row, every attribute, and no extra live item. Tests and the demo use it; so can an
 // operator who wants proof.
+//
+// It is an outside check of DESIGN.md §3, independent of the code it checks: PostgreSQL is
+// read by physical position (ctid ranges under one exported snapshot), not by the
+// snapshot's keyset chunk reader; the columns come from its own catalog query; the
+// expected item is derived from §3 by this package's own decoding, not by shared/mapping
+// or shared/schema. Only the table's identity, its target name and the names of its key
+// columns (which configuration may choose) are taken from the *schema.Table.
 package verify
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"math/big"
 	"sort"
 	"strings"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"tandem/shared/pg"
-	"tandem/shared/precedence"
 	"tandem/shared/schema"
 )
+
+// Kind classifies a difference.
+type Kind string
+
+// The kinds of difference.
+const (
+	// Missing: a PostgreSQL row has no item.
+	Missing Kind = "missing"
+	// Deleted: a PostgreSQL row's item is a tombstone.
+	Deleted Kind = "deleted"
+	// Extra: a live item has no PostgreSQL row.
+	Extra Kind = "extra"
+	// Differs: an attribute of a live item is not what §3 says it must be (or is there
+	// when the column is NULL, or is not a column at all).
+	Differs Kind = "differs"
+	// Metadata: a live item's __ attributes break §3.
+	Metadata Kind = "metadata"
+	// Duplicate: two rows (or two items) have the same item key.
+	Duplicate Kind = "duplicate"
+	// Unmappable: a PostgreSQL value §3 gives no attribute for (invalid UTF-8, ...).
+	Unmappable Kind = "unmappable"
+	// KeySchema: the target table is missing or keyed otherwise than §3 says.
+	KeySchema Kind = "keyschema"
+)
+
+// Diff is one difference, with the item key it concerns (`id=7`, `a=1,b="x"`).
+type Diff struct {
+	Kind Kind
+	Key  string
+	// Attr is the attribute of a Differs, Metadata or Unmappable difference.
+	Attr string
+	// Want and Got are rendered attribute values (or items), clipped; "absent" when
+	// there is none.
+	Want, Got string
+}
+
+func (d Diff) String() string {
+	switch d.Kind {
+	case Differs:
+		return fmt.Sprintf("differs %s: %q want %s, got %s", d.Key, d.Attr, d.Want, d.Got)
+	case Missing:
+		return fmt.Sprintf("missing %s: want %s", d.Key, d.Want)
+	case Deleted:
+		return fmt.Sprintf("deleted %s: a tombstone %s, but the row is live: want %s", d.Key, d.Got, d.Want)
+	case Extra:
+		return fmt.Sprintf("extra   %s: got %s", d.Key, d.Got)
+	}
+	s := fmt.Sprintf("%s %s", d.Kind, d.Key)
+	if d.Attr != "" {
+		s += fmt.Sprintf(" %q", d.Attr)
+	}
+	if d.Want != "" {
+		s += ": want " + d.Want
+	}
+	if d.Got != "" {
+		s += ", got " + d.Got
+	}
+	return s
+}
 
 // Result is the outcome of one comparison.
 type Result struct {
 	Table string
-	// Rows in PostgreSQL and live items in DynamoDB.
-	Rows, Items int
-	// Diffs describes each missing, extra or different item (at most MaxDiffs).
-	Diffs []string
+	// Rows in PostgreSQL, live items and tombstones in DynamoDB.
+	Rows, Items, Tombstones int
+	// Diffs holds the first MaxDiffs differences in key order; Total counts them all.
+	Diffs []Diff
+	Total int
 }
 
-// MaxDiffs bounds the differences reported.
-const MaxDiffs = 20
+// MaxDiffs bounds the differences kept in a Result.
+const MaxDiffs = 50
 
 // Equal reports whether the table matched.
-func (r Result) Equal() bool { return len(r.Diffs) == 0 }
+func (r Result) Equal() bool { return r.Total == 0 }
+
+// Of returns the kept differences of kind k.
+func (r Result) Of(k Kind) []Diff {
+	var out []Diff
+	for _, d := range r.Diffs {
+		if d.Kind == k {
+			out = append(out, d)
+		}
+	}
+	return out
+}
 
 func (r Result) String() string {
 	if r.Equal() {
 		return fmt.Sprintf("%s: %d rows, equal", r.Table, r.Rows)
 	}
-	return fmt.Sprintf("%s: %d rows in PostgreSQL, %d live items in DynamoDB:\n  %s", r.Table, r.Rows, r.Items, strings.Join(r.Diffs, "\n  "))
+	lines := make([]string, len(r.Diffs))
+	for i, d := range r.Diffs {
+		lines[i] = d.String()
+	}
+	if r.Total > len(r.Diffs) {
+		lines = append(lines, fmt.Sprintf("... and %d more", r.Total-len(r.Diffs)))
+	}
+	return fmt.Sprintf("%s: %d rows in PostgreSQL, %d live items (and %d tombstones) in DynamoDB, %d differences:\n  %s",
+		r.Table, r.Rows, r.Items, r.Tombstones, r.Total, strings.Join(lines, "\n  "))
 }
 
-// Compare reads t from PostgreSQL (pool must use mapping.SessionSettings, as pg.Open does)
-// and its target from DynamoDB, and compares them.
+// parallelism is how many PostgreSQL page ranges and DynamoDB scan segments are read at once.
+const parallelism = 4
+
+// Compare reads t's rows from PostgreSQL and its target from DynamoDB and compares them.
+// Only t's Schema, Name, Target and the names of its Key columns are used.
 func Compare(ctx context.Context, pool *pgxpool.Pool, db *dynamodb.Client, t *schema.Table) (Result, error) {
 	res := Result{Table: t.Source()}
-	want := map[string]string{}
-	var cursor []string
-	for {
-		ch, err := pg.ReadChunk(ctx, pool, t, cursor, 1000)
-		if err != nil {
-			return res, err
+	if len(t.Key) == 0 {
+		return res, fmt.Errorf("verify: %s has no key columns", t.Source())
+	}
+	keyCols := make([]string, len(t.Key))
+	for i, ci := range t.Key {
+		keyCols[i] = t.Columns[ci].Name
+	}
+
+	type scanned struct {
+		items []item
+		err   error
+	}
+	scan := make(chan scanned, 1)
+	go func() {
+		items, err := scanAll(ctx, db, t.Target, parallelism)
+		scan <- scanned{items, err}
+	}()
+
+	var rows []row
+	workers := parallelism
+	if m := int(pool.Config().MaxConns); m < workers {
+		workers = max(m, 1)
+	}
+	src, err := readRows(ctx, pool, t.Schema, t.Name, workers, func(r row) { rows = append(rows, r) })
+	scannedItems := <-scan
+	if err != nil {
+		return res, err
+	}
+
+	var diffs []Diff
+	ks, err := expectedKeySchema(src, keyCols)
+	if err != nil {
+		return res, fmt.Errorf("verify: %s: %w", t.Source(), err)
+	}
+	got, exists, err := targetKeySchema(ctx, db, t.Target)
+	if err != nil {
+		return res, err
+	}
+	switch {
+	case !exists:
+		diffs = append(diffs, Diff{Kind: KeySchema, Key: t.Target, Want: ks.String(), Got: "no such table"})
+		scannedItems = scanned{}
+	case got.hash != ks.hash || got.hashType != ks.hashType || got.rng != ks.rng || got.rngType != ks.rngType:
+		diffs = append(diffs, Diff{Kind: KeySchema, Key: t.Target, Want: ks.String(), Got: got.String()})
+	}
+	if scannedItems.err != nil {
+		return res, scannedItems.err
+	}
+
+	// What PostgreSQL says the items must be, by item key.
+	type wantItem struct {
+		key   string
+		attrs item
+	}
+	want := map[string]*wantItem{}
+	var order []string
+	for _, r := range rows {
+		attrs, problems := expectItem(src, ks, r)
+		k := ks.keyString(attrs)
+		for _, p := range problems {
+			diffs = append(diffs, Diff{Kind: Unmappable, Key: k, Attr: p.attr, Want: p.err})
 		}
-		if len(ch.Rows) == 0 {
-			break
+		id := ks.keyID(attrs)
+		if _, dup := want[id]; dup {
+			diffs = append(diffs, Diff{Kind: Duplicate, Key: k, Want: "one PostgreSQL row per item key", Got: "two rows with this key"})
+			continue
 		}
-		for _, row := range ch.Rows {
-			item, err := t.Item(row)
-			if err != nil {
-				return res, err
+		want[id] = &wantItem{key: k, attrs: attrs}
+		order = append(order, id)
+	}
+	res.Rows = len(rows)
+
+	live := map[string]item{}
+	tomb := map[string]item{}
+	for _, it := range scannedItems.items {
+		id := ks.keyID(it)
+		if _, dup := live[id]; dup {
+			diffs = append(diffs, Diff{Kind: Duplicate, Key: ks.keyString(it), Got: "the scan returned this key twice"})
+			continue
+		}
+		if _, dup := tomb[id]; dup {
+			diffs = append(diffs, Diff{Kind: Duplicate, Key: ks.keyString(it), Got: "the scan returned this key twice"})
+			continue
+		}
+		if isTombstone(it) {
+			tomb[id] = it
+		} else {
+			live[id] = it
+		}
+	}
+	res.Items, res.Tombstones = len(live), len(tomb)
+
+	for _, id := range order {
+		w := want[id]
+		it, ok := live[id]
+		if !ok {
+			if tb, isTomb := tomb[id]; isTomb {
+				diffs = append(diffs, Diff{Kind: Deleted, Key: w.key, Want: clip(renderItem(w.attrs)), Got: fmt.Sprintf("(%s %s, %s %s)", attrLSN, renderKey(tb[attrLSN]), attrSrc, renderKey(tb[attrSrc]))})
+			} else {
+				diffs = append(diffs, Diff{Kind: Missing, Key: w.key, Want: clip(renderItem(w.attrs))})
 			}
-			k, v := canonItem(t, item)
-			want[k] = v
+			continue
 		}
-		cursor = ch.LastKey
+		diffs = append(diffs, compareItem(w.key, w.attrs, it)...)
 	}
-	got := map[string]string{}
-	p := dynamodb.NewScanPaginator(db, &dynamodb.ScanInput{TableName: &t.Target, ConsistentRead: aws.Bool(true)})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return res, fmt.Errorf("scanning %s: %w", t.Target, err)
-		}
-		for _, item := range page.Items {
-			if !precedence.IsTombstone(item) {
-				k, v := canonItem(t, item)
-				got[k] = v
-			}
+	for id, it := range live {
+		if _, ok := want[id]; !ok {
+			diffs = append(diffs, Diff{Kind: Extra, Key: ks.keyString(it), Got: clip(renderItem(it))})
 		}
 	}
-	res.Rows, res.Items = len(want), len(got)
-	for k, v := range want {
-		g, ok := got[k]
-		switch {
-		case !ok:
-			res.Diffs = append(res.Diffs, "missing "+k+" "+short(v))
-		case g != v:
-			res.Diffs = append(res.Diffs, "differs "+k+"\n     want "+short(v)+"\n     got  "+short(g))
+
+	sort.SliceStable(diffs, func(i, j int) bool {
+		if diffs[i].Key != diffs[j].Key {
+			return diffs[i].Key < diffs[j].Key
 		}
+		return diffs[i].Attr < diffs[j].Attr
+	})
+	res.Total = len(diffs)
+	if len(diffs) > MaxDiffs {
+		diffs = diffs[:MaxDiffs]
 	}
-	for k, v := range got {
-		if _, ok := want[k]; !ok {
-			res.Diffs = append(res.Diffs, "extra   "+k+" "+short(v))
-		}
-	}
-	sort.Strings(res.Diffs)
-	if n := len(res.Diffs); n > MaxDiffs {
-		res.Diffs = append(res.Diffs[:MaxDiffs], fmt.Sprintf("... and %d more", n-MaxDiffs))
-	}
+	res.Diffs = diffs
 	return res, nil
 }
 
-func short(s string) string {
-	if len(s) > 240 {
-		return s[:240] + "…"
+// expectedKeySchema is §3's item key for the key columns.
+func expectedKeySchema(src *source, keyCols []string) (keySchema, error) {
+	typeOf := map[string]*colType{}
+	for _, c := range src.columns {
+		typeOf[c.name] = c.typ
 	}
-	return s
+	for _, k := range keyCols {
+		if typeOf[k] == nil {
+			return keySchema{}, fmt.Errorf("key column %q is not a (non-generated) column of the table", k)
+		}
+	}
+	ks := keySchema{hash: keyCols[0], hashType: typeOf[keyCols[0]].keyType()}
+	switch {
+	case len(keyCols) == 2:
+		ks.rng, ks.rngType = keyCols[1], typeOf[keyCols[1]].keyType()
+	case len(keyCols) > 2:
+		ks.rng, ks.rngType, ks.sortCols = attrSortKey, types.ScalarAttributeTypeS, keyCols[1:]
+	}
+	return ks, nil
 }
 
-// canonItem renders an item's key and user attributes (metadata stripped) canonically,
-// numbers compared by value.
-func canonItem(t *schema.Table, item map[string]types.AttributeValue) (key, value string) {
-	user := map[string]any{}
-	for k, v := range item {
-		if !strings.HasPrefix(k, "__") {
-			user[k] = canon(v)
+type problem struct{ attr, err string }
+
+// expectItem builds the user attributes (and attrSortKey) §3 prescribes for a row.
+func expectItem(src *source, ks keySchema, r row) (item, []problem) {
+	attrs := make(item, len(r)+1)
+	var problems []problem
+	text := map[string]*string{}
+	for i, c := range src.columns {
+		text[c.name] = r[i]
+		if r[i] == nil {
+			continue
+		}
+		av, err := expect(c.typ, *r[i])
+		if err != nil {
+			problems = append(problems, problem{c.name, err.Error()})
+			continue
+		}
+		attrs[c.name] = av
+	}
+	if ks.sortCols != nil {
+		parts := make([]string, len(ks.sortCols))
+		complete := true
+		for i, c := range ks.sortCols {
+			if text[c] == nil {
+				complete = false
+				break
+			}
+			parts[i] = *text[c]
+		}
+		if complete {
+			b, _ := json.Marshal(parts)
+			attrs[attrSortKey] = &types.AttributeValueMemberS{Value: string(b)}
 		}
 	}
-	keyAttrs := map[string]any{}
-	for _, k := range t.KeySchema() {
-		keyAttrs[k.Name] = canon(item[k.Name])
-	}
-	kb, _ := json.Marshal(keyAttrs)
-	vb, _ := json.Marshal(user)
-	return string(kb), string(vb)
+	return attrs, problems
 }
 
-func canon(v types.AttributeValue) any {
-	switch v := v.(type) {
-	case *types.AttributeValueMemberS:
-		return map[string]any{"S": v.Value}
-	case *types.AttributeValueMemberN:
-		r, ok := new(big.Rat).SetString(v.Value)
-		if !ok {
-			return map[string]any{"N?": v.Value}
+// compareItem reports each attribute of a live item that is not as expected, and its
+// metadata problems. Attributes with the "__" prefix other than attrSortKey are Tandem's
+// metadata (more may be added), never columns.
+func compareItem(key string, want, got item) []Diff {
+	var diffs []Diff
+	for name, w := range want {
+		g, ok := got[name]
+		if !ok || !equalAV(w, g) {
+			diffs = append(diffs, Diff{Kind: Differs, Key: key, Attr: name, Want: clip(render(w)), Got: clip(render(g))})
 		}
-		return map[string]any{"N": r.RatString()}
-	case *types.AttributeValueMemberB:
-		return map[string]any{"B": v.Value}
-	case *types.AttributeValueMemberBOOL:
-		return map[string]any{"BOOL": v.Value}
-	case *types.AttributeValueMemberNULL:
-		return map[string]any{"NULL": true}
-	case *types.AttributeValueMemberL:
-		l := make([]any, len(v.Value))
-		for i, e := range v.Value {
-			l[i] = canon(e)
-		}
-		return map[string]any{"L": l}
-	case *types.AttributeValueMemberM:
-		m := map[string]any{}
-		for k, e := range v.Value {
-			m[k] = canon(e)
-		}
-		return map[string]any{"M": m}
-	case nil:
-		return nil
 	}
-	return fmt.Sprintf("%T", v)
+	for name, g := range got {
+		if _, ok := want[name]; !ok && !isMetadata(name) {
+			diffs = append(diffs, Diff{Kind: Differs, Key: key, Attr: name, Want: "absent", Got: clip(render(g))})
+		}
+	}
+	for _, p := range metadataProblems(got) {
+		diffs = append(diffs, Diff{Kind: Metadata, Key: key, Got: p})
+	}
+	return diffs
 }
+
+func isMetadata(name string) bool { return strings.HasPrefix(name, "__") && name != attrSortKey }
+
+// renderItem renders an item's attributes, sorted by name.
+func renderItem(it item) string {
+	return render(&types.AttributeValueMemberM{Value: it})
+}
+
+// asErr is errors.As, for the SDK's typed exceptions.
+func asErr[T error](err error, target *T) bool { return err != nil && errors.As(err, target) }
