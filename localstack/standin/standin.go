@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"tandem/localstack/motoserver"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -25,8 +26,6 @@ import (
 )
 
 var (
-	//go:embed moto_server.py
-	motoServerPy []byte
 	//go:embed deploy.py
 	deployPy []byte
 )
@@ -76,7 +75,7 @@ func Start(o Options) (*StandIn, error) {
 		}
 		o.Dir = dir
 	}
-	for name, body := range map[string][]byte{"moto_server.py": motoServerPy, "deploy.py": deployPy} {
+	for name, body := range map[string][]byte{"moto_server.py": motoserver.Script, "deploy.py": deployPy} {
 		if err := os.WriteFile(filepath.Join(o.Dir, name), body, 0o644); err != nil {
 			return nil, err
 		}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"tandem/localstack/motoserver"
 )
 
 // Moto is a moto server (DynamoDB API among others) on 127.0.0.1. It dies
@@ -41,25 +43,30 @@ func StartMoto() (*Moto, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The stand-in's moto_server.py: moto with the patches Tandem needs, so tests and the
+	// local pipeline run against the same endpoint. Its second argument is the stand-in's
+	// Lambda gateway, which plain DynamoDB tests do not use.
+	script := filepath.Join(dir, "moto_server.py")
+	if err := os.WriteFile(script, motoserver.Script, 0o644); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	var errs []error
-	// pip installs both; python3 -m works even when the script's dir is off PATH.
-	for _, argv := range [][]string{{"python3", "-m", "moto.server"}, {"moto_server"}} {
-		for attempt := 1; attempt <= 3; attempt++ {
-			m, err := startMoto(dir, argv)
-			if err == nil {
-				return m, nil
-			}
-			errs = append(errs, err)
-			if !addrInUse(err) {
-				break
-			}
+	for attempt := 1; attempt <= 3; attempt++ {
+		m, err := startMoto(dir, func(port int) []string { return []string{"python3", script, strconv.Itoa(port), "0"} })
+		if err == nil {
+			return m, nil
+		}
+		errs = append(errs, err)
+		if !addrInUse(err) {
+			break
 		}
 	}
 	os.RemoveAll(dir)
 	return nil, errors.Join(errs...)
 }
 
-func startMoto(dir string, argv []string) (*Moto, error) {
+func startMoto(dir string, argv func(port int) []string) (*Moto, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -70,7 +77,8 @@ func startMoto(dir string, argv []string) (*Moto, error) {
 		return nil, err
 	}
 	defer log.Close() // the child has its own copy of the descriptor
-	cmd := exec.Command(argv[0], append(argv[1:], "-H", "127.0.0.1", "-p", strconv.Itoa(port))...)
+	args := argv(port)
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{

@@ -10,6 +10,8 @@ Usage: python3 moto_server.py PORT LAMBDA_PORT
   StateMachine a __deepcopy__ that shares the backend; the same is done here.
 - CloudFormation creates state machines where the executing backend does not see them;
   it is redirected.
+- A parallel Scan (Segment/TotalSegments) of a table whose partition key is binary fails
+  with a 500: moto hashes the key with str.encode, which bytes lack. It is hashed as bytes.
 - CloudFormation ignores DefinitionSubstitutions: the deploy step rewrites them into
   Fn::Sub before the template reaches moto (see deploy.py).
 """
@@ -42,6 +44,19 @@ def main() -> None:
         return clone
 
     StateMachine.__deepcopy__ = deepcopy_sharing_backend
+
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.utilities.utils import md5_hash
+
+    def is_within_segment(self, segments):
+        if segments == (None, None):
+            return True
+        segment, total_segments = segments
+        value = self.hash_key.value
+        data = value if isinstance(value, bytes) else str(value).encode("utf8")
+        return md5_hash(data).digest()[0] % total_segments == segment
+
+    Item.is_within_segment = is_within_segment
 
     # CloudFormation creates state machines in moto's plain Step Functions backend, which
     # the API no longer reads once execution is on: point it at the executing backend.
