@@ -16,12 +16,12 @@ import (
 // scan visits, page by page, the items of t's target matching filter, projected to the
 // key and the metadata attributes, so memory stays bounded by one page.
 func (w *Writer) scan(ctx context.Context, t *schema.Table, filter expression.ConditionBuilder, visit func(Item) error) error {
-	proj := expression.NamesList(expression.Name(precedence.AttrLSN), expression.Name(precedence.AttrSeq),
-		expression.Name(precedence.AttrSrc), expression.Name(precedence.AttrDeleted), expression.Name(precedence.AttrEpoch))
+	proj := expression.NamesList(ddb.Name(precedence.AttrLSN), ddb.Name(precedence.AttrSeq),
+		ddb.Name(precedence.AttrSrc), ddb.Name(precedence.AttrDeleted), ddb.Name(precedence.AttrEpoch))
 	for _, k := range t.KeySchema() {
-		proj = proj.AddNames(expression.Name(k.Name))
+		proj = proj.AddNames(ddb.Name(k.Name))
 	}
-	expr, err := expression.NewBuilder().WithFilter(filter).WithProjection(proj).Build()
+	expr, err := ddb.Build(expression.NewBuilder().WithFilter(filter).WithProjection(proj))
 	if err != nil {
 		return err
 	}
@@ -58,7 +58,7 @@ func keyOf(t *schema.Table, item Item) Item {
 // TombstoneAll soft-deletes every live item of t at p: a TRUNCATE (DESIGN §2.8).
 func (w *Writer) TombstoneAll(ctx context.Context, t *schema.Table, p precedence.Position) (int, error) {
 	n := 0
-	live := expression.AttributeNotExists(expression.Name(precedence.AttrDeleted))
+	live := expression.AttributeNotExists(ddb.Name(precedence.AttrDeleted))
 	err := w.scan(ctx, t, live, func(item Item) error {
 		applied, err := w.Delete(ctx, t, keyOf(t, item), p)
 		if applied {
@@ -121,7 +121,7 @@ func or(conds []expression.ConditionBuilder) expression.ConditionBuilder {
 func (w *Writer) deleteWhere(ctx context.Context, t *schema.Table, filter expression.ConditionBuilder, guard func(Item) expression.ConditionBuilder) (int, error) {
 	n := 0
 	err := w.scan(ctx, t, filter, func(item Item) error {
-		expr, err := expression.NewBuilder().WithCondition(guard(item)).Build()
+		expr, err := ddb.Build(expression.NewBuilder().WithCondition(guard(item)))
 		if err != nil {
 			return err
 		}

@@ -65,7 +65,7 @@ func (w *Writer) put(ctx context.Context, t *schema.Table, item Item, cond expre
 	if size := mapping.ItemSize(item); size > mapping.MaxItemSize {
 		return false, &TooLargeError{Table: t.Source(), Key: keyString(t, item), Size: size}
 	}
-	expr, err := expression.NewBuilder().WithCondition(cond).Build()
+	expr, err := ddb.Build(expression.NewBuilder().WithCondition(cond))
 	if err != nil {
 		return false, err
 	}
@@ -92,13 +92,13 @@ func (w *Writer) Merge(ctx context.Context, t *schema.Table, key, set Item, remo
 	var upd expression.UpdateBuilder
 	for name, v := range set {
 		if _, isKey := key[name]; !isKey {
-			upd = upd.Set(expression.Name(name), expression.Value(v))
+			upd = upd.Set(ddb.Name(name), expression.Value(v))
 		}
 	}
 	for _, name := range remove {
-		upd = upd.Remove(expression.Name(name))
+		upd = upd.Remove(ddb.Name(name))
 	}
-	expr, err := expression.NewBuilder().WithUpdate(upd).WithCondition(precedence.Merge(p, floor)).Build()
+	expr, err := ddb.Build(expression.NewBuilder().WithUpdate(upd).WithCondition(precedence.Merge(p, floor)))
 	if err != nil {
 		return false, false, err
 	}
