@@ -53,6 +53,11 @@ const oddTable = `"Sch.ema space"."Odd ""Table"".v1 #[x]:ü"`
 // snapshot, streamed inserts, TOAST merges and re-reads, primary-key updates, deletes,
 // TRUNCATE, finalize's sweeps, status and verify.
 func TestIdentifiers(t *testing.T) {
+	t.Run("configured tables through every path", testOddNamesEveryPath)
+	t.Run("every table, one created while streaming", testOddNamesAllTables)
+}
+
+func testOddNamesEveryPath(t *testing.T) {
 	odd := ident.Table{Schema: "Sch.ema space", Name: `Odd "Table".v1 #[x]:ü`}
 	pubAB := ident.Table{Schema: "public", Name: "a.b"}
 	aB := ident.Table{Schema: "a", Name: "b"}
@@ -230,5 +235,40 @@ func TestIdentifiers(t *testing.T) {
 			t.Fatalf("slot confirmed %s, not past the last change at %s", slot.ConfirmedFlushLSN, end)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// testOddNamesAllTables: with no tables configured (a FOR ALL TABLES publication), a table
+// named with a dot once failed the first change's session, and every one after it, for
+// every table. Here one is there from the start and one is created while streaming (the
+// streamer plans and snapshots it itself), while another table's changes go on.
+func testOddNamesAllTables(t *testing.T) {
+	f := newFixture(t, `
+		CREATE TABLE items (id int PRIMARY KEY, v text);
+		INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 10) g;
+		CREATE TABLE "x.y z" ("id.[0]" int PRIMARY KEY, "v:w" text);
+		INSERT INTO "x.y z" SELECT g, 'w' || g FROM generate_series(1, 30) g;
+		CREATE SCHEMA "Late.One";`, nil)
+	out := f.plan()
+	if len(out.Tables) != 2 {
+		t.Fatalf("plan: %+v", out.Tables)
+	}
+	f.startStreamer(nil)
+	for _, pt := range out.Tables {
+		f.snapshot(pt.Table)
+	}
+	dotted := ident.Table{Schema: "public", Name: "x.y z"}.String()
+	late := ident.Table{Schema: "Late.One", Name: "ü #1"}.String()
+	f.exec(`UPDATE "x.y z" SET "v:w" = 'streamed' WHERE "id.[0]" = 3`)
+	f.exec(`DELETE FROM "x.y z" WHERE "id.[0]" = 4`)
+	f.exec(`CREATE TABLE "Late.One"."ü #1" ("k[0]" text PRIMARY KEY, "a.b" int)`)
+	f.exec(`INSERT INTO "Late.One"."ü #1" SELECT 'k' || g, g FROM generate_series(1, 30) g`)
+	f.exec(`INSERT INTO items VALUES (11, 'after')`)
+	f.exec(`UPDATE "Late.One"."ü #1" SET "a.b" = -1 WHERE "k[0]" = 'k5'`)
+	f.waitConsistent(late)
+	f.waitCaughtUp()
+	f.assertConverged("public.items", dotted, late)
+	if dl := f.deadLetters(); len(dl) != 0 {
+		t.Errorf("dead letters: %+v", dl)
 	}
 }
