@@ -11,7 +11,7 @@ import (
 
 var odd = []string{"a.b", "x[0]", "]", "[", "k.[0]", "#0", ":v", "#n.x[1].y", "Odd \"Table\".v1 #[x]:ü", "plain", "__lsn", "n61", "a..b", "."}
 
-// placeholders is what an expression may contain besides operators: #n and :n tokens.
+// nameToken is an attribute-name placeholder in a built expression.
 var nameToken = regexp.MustCompile(`#\d+`)
 
 func TestNamesRoundTripThroughBuild(t *testing.T) {
