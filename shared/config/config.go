@@ -3,6 +3,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"tandem/shared/ident"
 )
 
 // Config is the whole of Tandem's configuration. Zero values are filled by Defaults.
@@ -25,7 +29,7 @@ type Config struct {
 	Slot        string `json:"slot"`
 	// ControlTable is the DynamoDB table holding snapshot progress, checkpoints and leases.
 	ControlTable string `json:"control_table"`
-	// TablePrefix is prepended to default target table names.
+	// TablePrefix is prepended to default target table names (see DefaultTarget).
 	TablePrefix string `json:"table_prefix"`
 	// Tables restricts and customises replication; empty means every table of the publication.
 	Tables []Table `json:"tables"`
@@ -57,10 +61,11 @@ type Config struct {
 
 // Table configures one source table.
 type Table struct {
-	// Source is "schema.table", or "table" for the public schema.
+	// Source is "schema.table", or "table" for the public schema, in the form package
+	// ident reads: a part holding a dot, a space, a comma or a quote is double-quoted
+	// (public."a.b", "My Schema"."x ""y"""); unquoted parts are taken literally.
 	Source string `json:"source"`
-	// Target is the DynamoDB table name; default TablePrefix + table (schema-qualified when
-	// the schema is not public).
+	// Target is the DynamoDB table name; default DefaultTarget.
 	Target string `json:"target"`
 	// KeyColumns replaces the primary key as the item key (required for tables without one).
 	KeyColumns []string `json:"key_columns"`
@@ -165,11 +170,14 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		c.CreateTables = &b
 	}
 	if v := getenv("TANDEM_TABLES"); v != "" {
+		// Comma-separated, but a quoted name may hold commas: the list is parsed, not split.
+		ids, err := ident.ParseList(v)
+		if err != nil {
+			return fmt.Errorf("config: TANDEM_TABLES: %w", err)
+		}
 		c.Tables = nil
-		for _, s := range strings.Split(v, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				c.Tables = append(c.Tables, Table{Source: s})
-			}
+		for _, id := range ids {
+			c.Tables = append(c.Tables, Table{Source: id.String()})
 		}
 	}
 	return nil
@@ -216,6 +224,8 @@ func (c *Config) Defaults() {
 var (
 	pgIdent     = regexp.MustCompile(`^[a-z_][a-z0-9_$]*$`)
 	dynamoTable = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,255}$`)
+	// tablePrefix leaves room for any table's default target (see DefaultTarget).
+	tablePrefix = regexp.MustCompile(`^[a-zA-Z0-9_.-]{0,200}$`)
 )
 
 // Validate reports every problem at once, each naming the setting.
@@ -249,16 +259,20 @@ func (c *Config) Validate() error {
 	if c.LeaseTTL.Duration < 3*c.StatusInterval.Duration {
 		errs = append(errs, fmt.Errorf("config: lease_ttl %s must be at least 3 status intervals (%s)", c.LeaseTTL, c.StatusInterval))
 	}
-	seen := map[string]bool{}
+	if !tablePrefix.MatchString(c.TablePrefix) {
+		errs = append(errs, fmt.Errorf("config: table_prefix %q must be at most 200 of a-z A-Z 0-9 _ . - (it starts DynamoDB table names)", c.TablePrefix))
+	}
+	seen := map[ident.Table]bool{}
 	for i, t := range c.Tables {
-		if _, _, err := SplitName(t.Source); err != nil {
+		id, err := ident.Parse(t.Source)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("config: tables[%d]: %w", i, err))
 			continue
 		}
-		if seen[QualifiedName(t.Source)] {
-			errs = append(errs, fmt.Errorf("config: tables[%d]: %q is listed twice", i, t.Source))
+		if seen[id] {
+			errs = append(errs, fmt.Errorf("config: tables[%d]: %q is listed twice (as %s)", i, t.Source, id))
 		}
-		seen[QualifiedName(t.Source)] = true
+		seen[id] = true
 		if t.Target != "" && !dynamoTable.MatchString(t.Target) {
 			errs = append(errs, fmt.Errorf("config: tables[%d]: target %q is not a valid DynamoDB table name", i, t.Target))
 		}
@@ -266,45 +280,26 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// SplitName splits "schema.table" (or "table", meaning public).
-func SplitName(name string) (schema, table string, err error) {
-	parts := strings.Split(name, ".")
-	switch {
-	case len(parts) == 1 && parts[0] != "":
-		return "public", parts[0], nil
-	case len(parts) == 2 && parts[0] != "" && parts[1] != "":
-		return parts[0], parts[1], nil
-	}
-	return "", "", fmt.Errorf("table name %q must be \"table\" or \"schema.table\"", name)
-}
-
-// QualifiedName normalises a source name to "schema.table".
-func QualifiedName(name string) string {
-	s, t, err := SplitName(name)
-	if err != nil {
-		return name
-	}
-	return s + "." + t
-}
-
-// QualifiedTables lists the configured source tables as "schema.table" (empty: all).
-func (c *Config) QualifiedTables() []string {
-	var names []string
+// SourceTables lists the configured source tables (empty: all).
+func (c *Config) SourceTables() []ident.Table {
+	var ids []ident.Table
 	for _, t := range c.Tables {
-		names = append(names, QualifiedName(t.Source))
+		if id, err := ident.Parse(t.Source); err == nil {
+			ids = append(ids, id)
+		}
 	}
-	return names
+	return ids
 }
 
-// TableFor returns the configuration of a source table, and whether it is replicated at
-// all: with no tables configured, every table of the publication is.
-func (c *Config) TableFor(schema, table string) (Table, bool) {
-	q := schema + "." + table
+// TableFor returns the configuration of a source table, its Source in canonical form and
+// its Target filled, and whether it is replicated at all: with no tables configured,
+// every table of the publication is.
+func (c *Config) TableFor(id ident.Table) (Table, bool) {
 	for _, t := range c.Tables {
-		if QualifiedName(t.Source) == q {
-			t.Source = q
+		if configured, err := ident.Parse(t.Source); err == nil && configured == id {
+			t.Source = id.String()
 			if t.Target == "" {
-				t.Target = c.defaultTarget(schema, table)
+				t.Target = DefaultTarget(c.TablePrefix, id)
 			}
 			return t, true
 		}
@@ -312,17 +307,45 @@ func (c *Config) TableFor(schema, table string) (Table, bool) {
 	if len(c.Tables) > 0 {
 		return Table{}, false
 	}
-	return Table{Source: q, Target: c.defaultTarget(schema, table)}, true
+	return Table{Source: id.String(), Target: DefaultTarget(c.TablePrefix, id)}, true
 }
 
-func (c *Config) defaultTarget(schema, table string) string {
-	name := table
-	if schema != "public" {
-		name = schema + "." + table
+// targetHashLen is the number of hex digits of the identity's hash in a changed name.
+const targetHashLen = 10
+
+// DefaultTarget is the DynamoDB table of a source table configured without a target.
+// It is prefix + the table's name, schema-qualified outside public ("audit.events"), when
+// that is a valid DynamoDB table name (3-255 of a-z A-Z 0-9 _ . -) without any dot inside
+// a part. Otherwise (a space, a dot or a non-ASCII letter in a name, too short, too long)
+// it is prefix + schema + "." + table + "." + a hash of the exact identity, each character
+// DynamoDB refuses (and each dot inside a part) replaced by "_" and the parts shortened
+// to fit. Unchanged names have at most one dot after the prefix and changed ones exactly
+// two, and the hash tells changed ones apart, so two tables never share a default target.
+func DefaultTarget(prefix string, id ident.Table) string {
+	name := id.Name
+	if id.Schema != ident.DefaultSchema {
+		name = id.Schema + "." + id.Name
 	}
-	name = c.TablePrefix + name
-	for len(name) < 3 {
-		name += "_"
+	if dynamoTable.MatchString(prefix+name) && cleanPart(id.Schema) == id.Schema && cleanPart(id.Name) == id.Name {
+		return prefix + name
 	}
-	return name
+	sum := sha256.Sum256([]byte(id.String()))
+	hash := hex.EncodeToString(sum[:])[:targetHashLen]
+	schemaPart, tablePart := cleanPart(id.Schema), cleanPart(id.Name)
+	if room := 255 - len(prefix) - len(hash) - 2; len(schemaPart)+len(tablePart) > room {
+		schemaPart = schemaPart[:min(len(schemaPart), room/2)]
+		tablePart = tablePart[:min(len(tablePart), room-len(schemaPart))]
+	}
+	return prefix + schemaPart + "." + tablePart + "." + hash
+}
+
+// cleanPart replaces each character DynamoDB refuses in a table name, and each dot (the
+// separator of DefaultTarget), with "_".
+func cleanPart(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' {
+			return r
+		}
+		return '_'
+	}, s)
 }

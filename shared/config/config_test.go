@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"tandem/shared/ident"
 )
 
 func load(t *testing.T, env map[string]string, file string) (*Config, error) {
@@ -38,14 +40,14 @@ func TestDefaultsAndOverrides(t *testing.T) {
 	if len(c.Tables) != 2 || c.Tables[1].Source != "audit.events" {
 		t.Fatalf("tables: %+v", c.Tables)
 	}
-	tbl, ok := c.TableFor("public", "orders")
+	tbl, ok := c.TableFor(ident.Table{Schema: "public", Name: "orders"})
 	if !ok || tbl.Target != "orders" {
 		t.Fatalf("TableFor(orders) = %+v %v", tbl, ok)
 	}
-	if tbl, _ := c.TableFor("audit", "events"); tbl.Target != "audit.events" {
+	if tbl, _ := c.TableFor(ident.Table{Schema: "audit", Name: "events"}); tbl.Target != "audit.events" {
 		t.Fatalf("schema-qualified default target = %q", tbl.Target)
 	}
-	if _, ok := c.TableFor("public", "other"); ok {
+	if _, ok := c.TableFor(ident.Table{Schema: "public", Name: "other"}); ok {
 		t.Fatal("an unlisted table must not replicate when tables are listed")
 	}
 }
@@ -53,7 +55,7 @@ func TestDefaultsAndOverrides(t *testing.T) {
 func TestEveryTableWhenNoneListed(t *testing.T) {
 	c := &Config{PostgresURL: "x", TablePrefix: "prod-"}
 	c.Defaults()
-	if tbl, ok := c.TableFor("public", "a"); !ok || tbl.Target != "prod-a" {
+	if tbl, ok := c.TableFor(ident.Table{Schema: "public", Name: "a"}); !ok || tbl.Target != "prod-a" {
 		t.Fatalf("TableFor = %+v %v", tbl, ok)
 	}
 }
@@ -73,6 +75,10 @@ func TestValidationErrorsNameTheSetting(t *testing.T) {
 		{map[string]string{"TANDEM_PG_URL": "x"}, `{"tables": [{"source": "a.b.c"}]}`, []string{"tables[0]", "a.b.c"}},
 		{map[string]string{"TANDEM_PG_URL": "x"}, `{"tables": [{"source": "t"}, {"source": "public.t"}]}`, []string{"listed twice"}},
 		{map[string]string{"TANDEM_PG_URL": "x"}, `{"tables": [{"source": "t", "target": "x"}]}`, []string{"target \"x\""}},
+		{map[string]string{"TANDEM_PG_URL": "x", "TANDEM_TABLES": `orders, public."open`}, "", []string{"TANDEM_TABLES", `public.\"open`, "unterminated quote"}},
+		{map[string]string{"TANDEM_PG_URL": "x"}, `{"tables": [{"source": "my table"}]}`, []string{"tables[0]", `"my table"`, "double-quoting"}},
+		{map[string]string{"TANDEM_PG_URL": "x"}, `{"tables": [{"source": "\"a\".b"}, {"source": "a.\"b\""}]}`, []string{"listed twice"}},
+		{map[string]string{"TANDEM_PG_URL": "x"}, `{"table_prefix": "my prefix "}`, []string{"table_prefix"}},
 		{map[string]string{"TANDEM_PG_URL": "x"}, `{"chunk_sise": 5}`, []string{"unknown field", "chunk_sise"}},
 	}
 	for _, c := range cases {
@@ -86,5 +92,74 @@ func TestValidationErrorsNameTheSetting(t *testing.T) {
 				t.Errorf("%v %s: error %q should mention %q", c.env, c.file, err, w)
 			}
 		}
+	}
+}
+
+func TestQuotedTableNames(t *testing.T) {
+	c, err := load(t, map[string]string{"TANDEM_PG_URL": "x", "TANDEM_TABLES": `"Odd, ""Schema"""."a.b c", orders,"x,y"`}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ident.Table{{Schema: `Odd, "Schema"`, Name: "a.b c"}, {Schema: "public", Name: "orders"}, {Schema: "public", Name: "x,y"}}
+	got := c.SourceTables()
+	if len(got) != len(want) {
+		t.Fatalf("tables = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("tables[%d] = %#v, want %#v", i, got[i], want[i])
+		}
+		if tbl, ok := c.TableFor(want[i]); !ok || tbl.Source != want[i].String() {
+			t.Errorf("TableFor(%s) = %+v, %v", want[i], tbl, ok)
+		}
+	}
+	if _, ok := c.TableFor(ident.Table{Schema: "public", Name: "x"}); ok {
+		t.Error("public.x is not configured")
+	}
+}
+
+func TestDefaultTargets(t *testing.T) {
+	for _, tc := range []struct {
+		prefix string
+		id     ident.Table
+		want   string
+	}{
+		{"", ident.Table{Schema: "public", Name: "orders"}, "orders"},
+		{"prod-", ident.Table{Schema: "public", Name: "Orders_2"}, "prod-Orders_2"},
+		{"", ident.Table{Schema: "audit", Name: "events"}, "audit.events"},
+		{"p.", ident.Table{Schema: "audit", Name: "events"}, "p.audit.events"},
+	} {
+		if got := DefaultTarget(tc.prefix, tc.id); got != tc.want {
+			t.Errorf("DefaultTarget(%q, %s) = %q, want %q", tc.prefix, tc.id, got, tc.want)
+		}
+	}
+	// Names DynamoDB refuses, or that would collide once cleaned, get a valid name with a
+	// hash of the exact identity; every pair differs.
+	ids := []ident.Table{
+		{Schema: "public", Name: "orders"}, {Schema: "public", Name: "a b"}, {Schema: "public", Name: "a_b"},
+		{Schema: "public", Name: "a.b"}, {Schema: "a", Name: "b"}, {Schema: "a.b", Name: "c"}, {Schema: "a", Name: "b.c"},
+		{Schema: "public", Name: "ab"}, {Schema: "public", Name: "ab_"}, {Schema: "public", Name: "über"}, {Schema: "public", Name: "_ber"},
+		{Schema: "s p", Name: `Odd "Table".v1 #[x]:ü`}, {Schema: "s_p", Name: `Odd "Table".v1 #[x]:ü`},
+		{Schema: "public", Name: strings.Repeat("x", 63)}, {Schema: strings.Repeat("ß", 31), Name: strings.Repeat("é", 31)},
+		{Schema: "public", Name: "public.ab"}, {Schema: "public", Name: "x"},
+	}
+	for _, prefix := range []string{"", "t_", strings.Repeat("p", 200)} {
+		seen := map[string]ident.Table{}
+		for _, id := range ids {
+			name := DefaultTarget(prefix, id)
+			if !dynamoTable.MatchString(name) {
+				t.Errorf("DefaultTarget(%q, %s) = %q is not a valid DynamoDB table name", prefix, id, name)
+			}
+			if other, dup := seen[name]; dup {
+				t.Errorf("DefaultTarget(%q, ...) = %q for both %s and %s", prefix, name, other, id)
+			}
+			seen[name] = id
+			if again := DefaultTarget(prefix, id); again != name {
+				t.Errorf("DefaultTarget is not deterministic: %q then %q", name, again)
+			}
+		}
+	}
+	if got := DefaultTarget("", ident.Table{Schema: "public", Name: "a b"}); !strings.HasPrefix(got, "public.a_b.") {
+		t.Errorf("cleaned name = %q, want public.a_b.<hash>", got)
 	}
 }

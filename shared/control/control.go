@@ -79,7 +79,7 @@ func (s *Store) update(ctx context.Context, id string, upd expression.UpdateBuil
 	if cond != nil {
 		b = b.WithCondition(*cond)
 	}
-	expr, err := b.Build()
+	expr, err := ddb.Build(b)
 	if err != nil {
 		return false, err
 	}
@@ -108,7 +108,7 @@ func (s *Store) put(ctx context.Context, item any, cond *expression.ConditionBui
 	}
 	in := &dynamodb.PutItemInput{TableName: &s.Name, Item: av}
 	if cond != nil {
-		expr, err := expression.NewBuilder().WithCondition(*cond).Build()
+		expr, err := ddb.Build(expression.NewBuilder().WithCondition(*cond))
 		if err != nil {
 			return false, err
 		}
@@ -128,7 +128,7 @@ func (s *Store) put(ctx context.Context, item any, cond *expression.ConditionBui
 
 // scanPrefix visits every item whose id starts with prefix.
 func (s *Store) scanPrefix(ctx context.Context, prefix string, visit func(map[string]types.AttributeValue) error) error {
-	expr, err := expression.NewBuilder().WithFilter(expression.Name("id").BeginsWith(prefix)).Build()
+	expr, err := ddb.Build(expression.NewBuilder().WithFilter(ddb.Name("id").BeginsWith(prefix)))
 	if err != nil {
 		return err
 	}

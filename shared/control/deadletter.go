@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"tandem/shared/ddb"
 	"tandem/shared/fault"
 )
 
@@ -72,10 +73,10 @@ func (s *Store) AddDeadLetter(ctx context.Context, d DeadLetter) error {
 // MarkDegraded records that a table's target lacks a change (a dead letter): it is not
 // consistent until snapshotted again (plan with reset, or a re-snapshot of the table).
 func (s *Store) MarkDegraded(ctx context.Context, source, reason string) error {
-	upd := expression.Set(expression.Name("degraded"), expression.Value(reason)).
-		Set(expression.Name("consistent"), expression.Value(false)).
-		Set(expression.Name("updated_at"), expression.Value(s.now()))
-	_, err := s.update(ctx, tableID(source), upd, condPtr(expression.AttributeExists(expression.Name("id"))))
+	upd := expression.Set(ddb.Name("degraded"), expression.Value(reason)).
+		Set(ddb.Name("consistent"), expression.Value(false)).
+		Set(ddb.Name("updated_at"), expression.Value(s.now()))
+	_, err := s.update(ctx, tableID(source), upd, condPtr(expression.AttributeExists(ddb.Name("id"))))
 	return err
 }
 

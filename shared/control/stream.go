@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+
+	"tandem/shared/ddb"
 )
 
 const (
@@ -69,9 +71,9 @@ func (e *ErrLeaseHeld) Error() string {
 // while another owner's lease is unexpired.
 func (s *Store) AcquireLease(ctx context.Context, owner string, ttl time.Duration) error {
 	now := s.Now()
-	cond := expression.AttributeNotExists(expression.Name("id")).
-		Or(expression.Name("owner").Equal(expression.Value(owner))).
-		Or(expression.Name("expires_at").LessThan(expression.Value(now.Unix())))
+	cond := expression.AttributeNotExists(ddb.Name("id")).
+		Or(ddb.Name("owner").Equal(expression.Value(owner))).
+		Or(ddb.Name("expires_at").LessThan(expression.Value(now.Unix())))
 	ok, err := s.put(ctx, lease{ID: leaseID, Owner: owner, ExpiresAt: now.Add(ttl).Unix()}, &cond)
 	if err != nil || ok {
 		return err
@@ -85,8 +87,8 @@ func (s *Store) AcquireLease(ctx context.Context, owner string, ttl time.Duratio
 
 // ReleaseLease gives the lease up so a successor need not wait for it to expire.
 func (s *Store) ReleaseLease(ctx context.Context, owner string) error {
-	upd := expression.Set(expression.Name("expires_at"), expression.Value(0))
-	_, err := s.update(ctx, leaseID, upd, condPtr(expression.Name("owner").Equal(expression.Value(owner))))
+	upd := expression.Set(ddb.Name("expires_at"), expression.Value(0))
+	_, err := s.update(ctx, leaseID, upd, condPtr(ddb.Name("owner").Equal(expression.Value(owner))))
 	return err
 }
 

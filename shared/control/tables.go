@@ -7,6 +7,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"tandem/shared/ddb"
 )
 
 const tablePrefix = "table#"
@@ -59,8 +61,8 @@ func (t TableState) IsConsistent(applied uint64) bool {
 func tableID(source string) string { return tablePrefix + source }
 
 var (
-	nameState = expression.Name("state")
-	nameEpoch = expression.Name("epoch")
+	nameState = ddb.Name("state")
+	nameEpoch = ddb.Name("epoch")
 )
 
 // Table reads one table's state; found is false when the table was never planned.
@@ -71,7 +73,7 @@ func (s *Store) Table(ctx context.Context, source string) (t TableState, found b
 
 // Tables lists every planned table.
 func (s *Store) Tables(ctx context.Context) ([]TableState, error) {
-	expr, err := expression.NewBuilder().WithFilter(expression.Name("id").BeginsWith(tablePrefix)).Build()
+	expr, err := ddb.Build(expression.NewBuilder().WithFilter(ddb.Name("id").BeginsWith(tablePrefix)))
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +128,7 @@ func (s *Store) Plan(ctx context.Context, source string, o PlanOptions) (TableSt
 		if !found {
 			t := TableState{ID: tableID(source), Source: source, Target: o.Target, State: Pending, Epoch: 1,
 				RowsEstimate: o.RowsEstimate, FloorLSN: o.FloorLSN, Runner: o.Runner, UpdatedAt: now}
-			ok, err := s.put(ctx, t, condPtr(expression.AttributeNotExists(expression.Name("id"))))
+			ok, err := s.put(ctx, t, condPtr(expression.AttributeNotExists(ddb.Name("id"))))
 			if err != nil || ok {
 				return t, err
 			}
@@ -136,24 +138,24 @@ func (s *Store) Plan(ctx context.Context, source string, o PlanOptions) (TableSt
 			return cur, nil
 		}
 		upd := expression.Set(nameState, expression.Value(Pending)).
-			Set(expression.Name("target"), expression.Value(o.Target)).
-			Set(expression.Name("rows_estimate"), expression.Value(o.RowsEstimate)).
-			Set(expression.Name("updated_at"), expression.Value(now)).
-			Remove(expression.Name("error"))
+			Set(ddb.Name("target"), expression.Value(o.Target)).
+			Set(ddb.Name("rows_estimate"), expression.Value(o.RowsEstimate)).
+			Set(ddb.Name("updated_at"), expression.Value(now)).
+			Remove(ddb.Name("error"))
 		if o.Runner != "" {
-			upd = upd.Set(expression.Name("runner"), expression.Value(o.Runner))
+			upd = upd.Set(ddb.Name("runner"), expression.Value(o.Runner))
 		} else {
-			upd = upd.Remove(expression.Name("runner"))
+			upd = upd.Remove(ddb.Name("runner"))
 		}
 		if o.Reset {
 			upd = upd.Set(nameEpoch, expression.Value(cur.Epoch+1)).
-				Set(expression.Name("rows_copied"), expression.Value(0)).
-				Set(expression.Name("chunks"), expression.Value(0)).
-				Set(expression.Name("consistent"), expression.Value(false)).
-				Remove(expression.Name("cursor")).Remove(expression.Name("consistent_lsn")).Remove(expression.Name("degraded")).
-				Remove(expression.Name("started_at")).Remove(expression.Name("finished_at"))
+				Set(ddb.Name("rows_copied"), expression.Value(0)).
+				Set(ddb.Name("chunks"), expression.Value(0)).
+				Set(ddb.Name("consistent"), expression.Value(false)).
+				Remove(ddb.Name("cursor")).Remove(ddb.Name("consistent_lsn")).Remove(ddb.Name("degraded")).
+				Remove(ddb.Name("started_at")).Remove(ddb.Name("finished_at"))
 			if o.FloorLSN > 0 {
-				upd = upd.Set(expression.Name("floor_lsn"), expression.Value(o.FloorLSN))
+				upd = upd.Set(ddb.Name("floor_lsn"), expression.Value(o.FloorLSN))
 			}
 		}
 		ok, err := s.update(ctx, tableID(source), upd, condPtr(nameEpoch.Equal(expression.Value(cur.Epoch))))
@@ -181,9 +183,9 @@ func (s *Store) StartSnapshot(ctx context.Context, source string) (TableState, e
 		return t, nil
 	}
 	upd := expression.Set(nameState, expression.Value(Running)).
-		Set(expression.Name("updated_at"), expression.Value(s.now())).
-		Set(expression.Name("started_at"), expression.IfNotExists(expression.Name("started_at"), expression.Value(s.now()))).
-		Remove(expression.Name("error"))
+		Set(ddb.Name("updated_at"), expression.Value(s.now())).
+		Set(ddb.Name("started_at"), expression.IfNotExists(ddb.Name("started_at"), expression.Value(s.now()))).
+		Remove(ddb.Name("error"))
 	ok, err := s.update(ctx, tableID(source), upd, condPtr(nameEpoch.Equal(expression.Value(t.Epoch))))
 	if err != nil {
 		return t, err
@@ -197,21 +199,21 @@ func (s *Store) StartSnapshot(ctx context.Context, source string) (TableState, e
 
 // RecordChunk stores the progress of a chunk whose writes are durable.
 func (s *Store) RecordChunk(ctx context.Context, source string, epoch int64, cursor []string, rows int, chunkLSN uint64) error {
-	upd := expression.Set(expression.Name("cursor"), expression.Value(cursor)).
-		Add(expression.Name("rows_copied"), expression.Value(rows)).
-		Add(expression.Name("chunks"), expression.Value(1)).
-		Set(expression.Name("chunk_lsn"), expression.Value(chunkLSN)).
-		Set(expression.Name("updated_at"), expression.Value(s.now()))
+	upd := expression.Set(ddb.Name("cursor"), expression.Value(cursor)).
+		Add(ddb.Name("rows_copied"), expression.Value(rows)).
+		Add(ddb.Name("chunks"), expression.Value(1)).
+		Set(ddb.Name("chunk_lsn"), expression.Value(chunkLSN)).
+		Set(ddb.Name("updated_at"), expression.Value(s.now()))
 	return s.fencedUpdate(ctx, source, epoch, upd)
 }
 
 // FinishSnapshot marks the snapshot done with its consistency point B(T).
 func (s *Store) FinishSnapshot(ctx context.Context, source string, epoch int64, consistentLSN uint64) error {
 	upd := expression.Set(nameState, expression.Value(Done)).
-		Set(expression.Name("consistent_lsn"), expression.Value(consistentLSN)).
-		Set(expression.Name("finished_at"), expression.Value(s.now())).
-		Set(expression.Name("updated_at"), expression.Value(s.now())).
-		Remove(expression.Name("cursor"))
+		Set(ddb.Name("consistent_lsn"), expression.Value(consistentLSN)).
+		Set(ddb.Name("finished_at"), expression.Value(s.now())).
+		Set(ddb.Name("updated_at"), expression.Value(s.now())).
+		Remove(ddb.Name("cursor"))
 	return s.fencedUpdate(ctx, source, epoch, upd)
 }
 
@@ -229,16 +231,16 @@ func (s *Store) fencedUpdate(ctx context.Context, source string, epoch int64, up
 // not consistent: the stream can no longer keep it right (e.g. its key changed).
 func (s *Store) FailSnapshot(ctx context.Context, source string, epoch int64, reason string) error {
 	upd := expression.Set(nameState, expression.Value(Failed)).
-		Set(expression.Name("error"), expression.Value(reason)).
-		Set(expression.Name("consistent"), expression.Value(false)).
-		Set(expression.Name("updated_at"), expression.Value(s.now()))
+		Set(ddb.Name("error"), expression.Value(reason)).
+		Set(ddb.Name("consistent"), expression.Value(false)).
+		Set(ddb.Name("updated_at"), expression.Value(s.now()))
 	_, err := s.update(ctx, tableID(source), upd, condPtr(nameEpoch.Equal(expression.Value(epoch))))
 	return err
 }
 
 // MarkFinalized records that the snapshot of epoch was finalized.
 func (s *Store) MarkFinalized(ctx context.Context, source string, epoch int64) error {
-	upd := expression.Set(expression.Name("finalized_epoch"), expression.Value(epoch))
+	upd := expression.Set(ddb.Name("finalized_epoch"), expression.Value(epoch))
 	_, err := s.update(ctx, tableID(source), upd, condPtr(nameEpoch.Equal(expression.Value(epoch))))
 	return err
 }
@@ -253,13 +255,13 @@ func (s *Store) Truncated(ctx context.Context, source string, lsn uint64) error 
 			return err
 		}
 		upd := expression.Set(nameEpoch, expression.Value(cur.Epoch+1)).
-			Set(expression.Name("fence_lsn"), expression.Value(lsn)).
-			Set(expression.Name("updated_at"), expression.Value(s.now()))
+			Set(ddb.Name("fence_lsn"), expression.Value(lsn)).
+			Set(ddb.Name("updated_at"), expression.Value(s.now()))
 		if cur.State != Done {
 			upd = upd.Set(nameState, expression.Value(Done)).
-				Set(expression.Name("consistent_lsn"), expression.Value(lsn)).
-				Set(expression.Name("finished_at"), expression.Value(s.now())).
-				Remove(expression.Name("cursor"))
+				Set(ddb.Name("consistent_lsn"), expression.Value(lsn)).
+				Set(ddb.Name("finished_at"), expression.Value(s.now())).
+				Remove(ddb.Name("cursor"))
 		}
 		ok, err := s.update(ctx, tableID(source), upd, condPtr(nameEpoch.Equal(expression.Value(cur.Epoch))))
 		if err != nil || ok {
@@ -270,8 +272,8 @@ func (s *Store) Truncated(ctx context.Context, source string, lsn uint64) error 
 
 // SetShape records the table's columns as the stream last saw them.
 func (s *Store) SetShape(ctx context.Context, source string, shape []string) error {
-	upd := expression.Set(expression.Name("shape"), expression.Value(shape))
-	_, err := s.update(ctx, tableID(source), upd, condPtr(expression.AttributeExists(expression.Name("id"))))
+	upd := expression.Set(ddb.Name("shape"), expression.Value(shape))
+	_, err := s.update(ctx, tableID(source), upd, condPtr(expression.AttributeExists(ddb.Name("id"))))
 	return err
 }
 
@@ -286,8 +288,8 @@ func (s *Store) MarkConsistent(ctx context.Context, applied uint64) error {
 			continue
 		}
 		cond := nameEpoch.Equal(expression.Value(t.Epoch)).And(nameState.Equal(expression.Value(Done)),
-			expression.AttributeNotExists(expression.Name("degraded")))
-		if _, err := s.update(ctx, t.ID, expression.Set(expression.Name("consistent"), expression.Value(true)), &cond); err != nil {
+			expression.AttributeNotExists(ddb.Name("degraded")))
+		if _, err := s.update(ctx, t.ID, expression.Set(ddb.Name("consistent"), expression.Value(true)), &cond); err != nil {
 			return err
 		}
 	}

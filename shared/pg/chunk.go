@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
+	"tandem/shared/ident"
 	"tandem/shared/schema"
 )
 
@@ -102,12 +103,12 @@ func queryText(ctx context.Context, q Querier, sql string, args []any) ([][][]by
 	return out, rows.Err()
 }
 
-func tableIdent(t *schema.Table) string { return pgx.Identifier{t.Schema, t.Name}.Sanitize() }
+func tableIdent(t *schema.Table) string { return t.Ident().SQL() }
 
 func columnList(t *schema.Table) string {
 	names := make([]string, len(t.Columns))
 	for i, c := range t.Columns {
-		names[i] = pgx.Identifier{c.Name}.Sanitize()
+		names[i] = ident.Quote(c.Name)
 	}
 	return strings.Join(names, ", ")
 }
@@ -115,7 +116,7 @@ func columnList(t *schema.Table) string {
 func keyList(t *schema.Table) string {
 	names := make([]string, len(t.Key))
 	for i, ci := range t.Key {
-		names[i] = pgx.Identifier{t.Columns[ci].Name}.Sanitize()
+		names[i] = ident.Quote(t.Columns[ci].Name)
 	}
 	return strings.Join(names, ", ")
 }

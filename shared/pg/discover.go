@@ -8,12 +8,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"tandem/shared/ident"
 	"tandem/shared/mapping"
 	"tandem/shared/schema"
 )
 
-// PublicationTables lists the "schema.table" names a publication replicates.
-func PublicationTables(ctx context.Context, q Querier, publication string) ([]string, error) {
+// PublicationTables lists the tables a publication replicates.
+func PublicationTables(ctx context.Context, q Querier, publication string) ([]ident.Table, error) {
 	var exists bool
 	if err := q.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", publication).Scan(&exists); err != nil {
 		return nil, fmt.Errorf("postgres: reading publication %s: %w", publication, err)
@@ -21,11 +22,14 @@ func PublicationTables(ctx context.Context, q Querier, publication string) ([]st
 	if !exists {
 		return nil, Misconfiguredf("postgres: publication %q does not exist: run the plan handler (it creates it) or CREATE PUBLICATION %s FOR ALL TABLES", publication, publication)
 	}
-	rows, err := q.Query(ctx, "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1", publication)
+	rows, err := q.Query(ctx, "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1, 2", publication)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: listing publication %s: %w", publication, err)
 	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ident.Table, error) {
+		var t ident.Table
+		return t, r.Scan(&t.Schema, &t.Name)
+	})
 }
 
 // ErrNoTable means the table does not exist (any more).
@@ -43,10 +47,10 @@ func DescribeTable(ctx context.Context, q Querier, types *Types, schemaName, nam
 		WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`, schemaName, name).
 		Scan(&t.OID, &ident, &reltuples)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("postgres: table %s.%s: %w", schemaName, name, ErrNoTable)
+		return nil, fmt.Errorf("postgres: table %s: %w", t.Source(), ErrNoTable)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("postgres: describing %s.%s: %w", schemaName, name, err)
+		return nil, fmt.Errorf("postgres: describing %s: %w", t.Source(), err)
 	}
 	t.ReplicaIdentity = ident[0]
 	t.EstimatedRows = int64(reltuples)
@@ -160,7 +164,7 @@ func FilledColumns(ctx context.Context, q Querier, schemaName, table string, col
 		WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = ANY($3) AND (a.atthasdef OR a.atthasmissing)`,
 		schemaName, table, columns)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: reading column defaults of %s.%s: %w", schemaName, table, err)
+		return nil, fmt.Errorf("postgres: reading column defaults of %s: %w", ident.Table{Schema: schemaName, Name: table}, err)
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+
+	"tandem/shared/ident"
 )
 
 // CheckServer verifies what logical replication needs before anything is created, so a
@@ -36,21 +38,21 @@ func CheckServer(ctx context.Context, q Querier) error {
 }
 
 // EnsurePublication creates the publication if missing (FOR ALL TABLES, or for the given
-// "schema.table" names) and adds any listed table it lacks.
-func EnsurePublication(ctx context.Context, q Querier, name string, tables []string) error {
+// tables) and adds any listed table it lacks.
+func EnsurePublication(ctx context.Context, q Querier, name string, tables []ident.Table) error {
 	var exists, allTables bool
 	err := q.QueryRow(ctx, "SELECT true, puballtables FROM pg_publication WHERE pubname = $1", name).Scan(&exists, &allTables)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("postgres: reading publication %s: %w", name, err)
 	}
-	ident := pgx.Identifier{name}.Sanitize()
+	pub := ident.Quote(name)
 	if !exists {
 		if err := checkIdentity(ctx, q, name, tables); err != nil {
 			return err
 		}
-		sql := "CREATE PUBLICATION " + ident + " FOR ALL TABLES"
+		sql := "CREATE PUBLICATION " + pub + " FOR ALL TABLES"
 		if len(tables) > 0 {
-			sql = "CREATE PUBLICATION " + ident + " FOR TABLE " + qualifiedList(tables)
+			sql = "CREATE PUBLICATION " + pub + " FOR TABLE " + sqlList(tables)
 		}
 		if _, err := q.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("postgres: creating publication %s (%s): %w", name, sql, err)
@@ -60,12 +62,11 @@ func EnsurePublication(ctx context.Context, q Querier, name string, tables []str
 	if allTables || len(tables) == 0 {
 		return nil
 	}
-	var missing []string
+	var missing []ident.Table
 	for _, t := range tables {
-		schema, table, _ := strings.Cut(t, ".")
 		var in bool
 		if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)`,
-			name, schema, table).Scan(&in); err != nil {
+			name, t.Schema, t.Name).Scan(&in); err != nil {
 			return fmt.Errorf("postgres: reading publication %s: %w", name, err)
 		}
 		if !in {
@@ -76,8 +77,8 @@ func EnsurePublication(ctx context.Context, q Querier, name string, tables []str
 		if err := checkIdentity(ctx, q, name, missing); err != nil {
 			return err
 		}
-		if _, err := q.Exec(ctx, "ALTER PUBLICATION "+ident+" ADD TABLE "+qualifiedList(missing)); err != nil {
-			return fmt.Errorf("postgres: adding %s to publication %s: %w", strings.Join(missing, ", "), name, err)
+		if _, err := q.Exec(ctx, "ALTER PUBLICATION "+pub+" ADD TABLE "+sqlList(missing)); err != nil {
+			return fmt.Errorf("postgres: adding %s to publication %s: %w", textList(missing), name, err)
 		}
 	}
 	return nil
@@ -85,12 +86,12 @@ func EnsurePublication(ctx context.Context, q Querier, name string, tables []str
 
 // checkIdentity refuses to publish tables whose rows the WAL cannot identify: once such a
 // table is in a publication (which publishes UPDATE and DELETE), PostgreSQL rejects every
-// UPDATE and DELETE on it, breaking the application's writes. tables are "schema.table"
-// names (partitions of a partitioned one included); none means every table, as FOR ALL
+// UPDATE and DELETE on it, breaking the application's writes. tables are the tables to
+// publish (partitions of a partitioned one included); none means every table, as FOR ALL
 // TABLES publishes (ordinary, permanent, user tables).
-func checkIdentity(ctx context.Context, q Querier, publication string, tables []string) error {
+func checkIdentity(ctx context.Context, q Querier, publication string, tables []ident.Table) error {
 	rows, err := q.Query(ctx, `
-		SELECT n.nspname || '.' || c.relname, c.relreplident::text
+		SELECT n.nspname, c.relname, c.relreplident::text
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND c.oid >= 16384
 		  AND ($1::text[] IS NULL OR c.oid IN (
@@ -99,18 +100,20 @@ func checkIdentity(ctx context.Context, q Querier, publication string, tables []
 		        WHEN 'd' THEN NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
 		        WHEN 'i' THEN NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)
 		        ELSE c.relreplident = 'n' END
-		ORDER BY 1`, quotedNames(tables))
+		ORDER BY 1, 2`, regclassTexts(tables))
 	if err != nil {
 		return fmt.Errorf("postgres: checking the replica identity of the tables to publish: %w", err)
 	}
 	var problems []string
 	for rows.Next() {
-		var table, ident string
-		if err := rows.Scan(&table, &ident); err != nil {
+		var t ident.Table
+		var replident string
+		if err := rows.Scan(&t.Schema, &t.Name, &replident); err != nil {
 			rows.Close()
 			return fmt.Errorf("postgres: checking the replica identity of the tables to publish: %w", err)
 		}
-		switch ident {
+		table := t.String()
+		switch replident {
 		case "d":
 			problems = append(problems, "table "+table+" has no primary key and REPLICA IDENTITY DEFAULT")
 		case "i":
@@ -130,24 +133,30 @@ func checkIdentity(ctx context.Context, q Querier, publication string, tables []
 		"or list only the tables to replicate in the configured tables", publication, strings.Join(problems, "; "))
 }
 
-// quotedNames turns "schema.table" names into regclass text (nil stays nil: all tables).
-func quotedNames(tables []string) []string {
+// regclassTexts renders tables as regclass text (nil stays nil: all tables).
+func regclassTexts(tables []ident.Table) []string {
 	if len(tables) == 0 {
 		return nil
 	}
 	out := make([]string, len(tables))
 	for i, t := range tables {
-		schema, table, _ := strings.Cut(t, ".")
-		out[i] = pgx.Identifier{schema, table}.Sanitize()
+		out[i] = t.SQL()
 	}
 	return out
 }
 
-func qualifiedList(tables []string) string {
+func sqlList(tables []ident.Table) string {
 	parts := make([]string, len(tables))
 	for i, t := range tables {
-		schema, table, _ := strings.Cut(t, ".")
-		parts[i] = pgx.Identifier{schema, table}.Sanitize()
+		parts[i] = t.SQL()
+	}
+	return strings.Join(parts, ", ")
+}
+
+func textList(tables []ident.Table) string {
+	parts := make([]string, len(tables))
+	for i, t := range tables {
+		parts[i] = t.String()
 	}
 	return strings.Join(parts, ", ")
 }

@@ -17,6 +17,7 @@ import (
 	"tandem/shared/config"
 	"tandem/shared/control"
 	"tandem/shared/ddb"
+	"tandem/shared/ident"
 	"tandem/shared/invoke"
 	"tandem/shared/pg"
 	"tandem/shared/schema"
@@ -82,18 +83,24 @@ func NewLogger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
-// Describe reads a replicated table's definition, with its configured target and key, and
-// validates it.
+// Describe is DescribeTable for a table named in its canonical text form (package ident),
+// as the state machine and the control table carry it.
 func (e *Env) Describe(ctx context.Context, source string) (*schema.Table, error) {
-	s, n, err := config.SplitName(source)
+	id, err := ident.Parse(source)
 	if err != nil {
 		return nil, err
 	}
-	tc, ok := e.Config.TableFor(s, n)
+	return e.DescribeTable(ctx, id)
+}
+
+// DescribeTable reads a replicated table's definition, with its configured target and
+// key, and validates it.
+func (e *Env) DescribeTable(ctx context.Context, id ident.Table) (*schema.Table, error) {
+	tc, ok := e.Config.TableFor(id)
 	if !ok {
-		return nil, fmt.Errorf("table %s is not in the configured tables", source)
+		return nil, fmt.Errorf("table %s is not in the configured tables", id)
 	}
-	t, err := pg.DescribeTable(ctx, e.PG, e.Types, s, n, tc.KeyColumns)
+	t, err := pg.DescribeTable(ctx, e.PG, e.Types, id.Schema, id.Name, tc.KeyColumns)
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
-	"tandem/shared/config"
 	"tandem/shared/control"
 	"tandem/shared/pg"
 	"tandem/shared/target"
@@ -47,7 +46,7 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 	if err := e.Control.EnsureTable(ctx); err != nil {
 		return out, err
 	}
-	if err := pg.EnsurePublication(ctx, e.PG, cfg.Publication, cfg.QualifiedTables()); err != nil {
+	if err := pg.EnsurePublication(ctx, e.PG, cfg.Publication, cfg.SourceTables()); err != nil {
 		return out, err
 	}
 	start, created, err := e.EnsureSlot(ctx, in.Reset)
@@ -67,12 +66,12 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 		return out, err
 	}
 	var problems []error
-	for _, source := range sources {
-		s, n, _ := config.SplitName(source)
-		if _, ok := cfg.TableFor(s, n); !ok {
+	for _, id := range sources {
+		if _, ok := cfg.TableFor(id); !ok {
 			continue
 		}
-		t, err := e.Describe(ctx, source)
+		source := id.String()
+		t, err := e.DescribeTable(ctx, id)
 		if err != nil {
 			problems = append(problems, err)
 			continue

@@ -10,6 +10,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"tandem/shared/ddb"
 )
 
 // Reserved metadata attributes (DESIGN §3). A source column with one of these names is
@@ -61,16 +63,16 @@ type Read struct {
 // earlier read. The one exception is a snapshot after a schema change, whose reads all
 // come after r.Floor: it replaces stream items written in the old shape.
 func Snapshot(r Read) expression.ConditionBuilder {
-	olderSnapshot := expression.Name(AttrSrc).Equal(expression.Value(SrcSnapshot)).And(
+	olderSnapshot := ddb.Name(AttrSrc).Equal(expression.Value(SrcSnapshot)).And(
 		expression.Or(
-			expression.AttributeNotExists(expression.Name(AttrEpoch)),
-			expression.Name(AttrEpoch).LessThan(expression.Value(r.Epoch)),
-			expression.Name(AttrEpoch).Equal(expression.Value(r.Epoch)).
-				And(expression.Name(AttrLSN).LessThanEqual(expression.Value(r.LSN)))))
-	cond := expression.AttributeNotExists(expression.Name(AttrSrc)).Or(olderSnapshot)
+			expression.AttributeNotExists(ddb.Name(AttrEpoch)),
+			ddb.Name(AttrEpoch).LessThan(expression.Value(r.Epoch)),
+			ddb.Name(AttrEpoch).Equal(expression.Value(r.Epoch)).
+				And(ddb.Name(AttrLSN).LessThanEqual(expression.Value(r.LSN)))))
+	cond := expression.AttributeNotExists(ddb.Name(AttrSrc)).Or(olderSnapshot)
 	if r.Floor > 0 {
-		cond = cond.Or(expression.Name(AttrSrc).Equal(expression.Value(SrcStream)).
-			And(expression.Name(AttrLSN).LessThan(expression.Value(r.Floor))))
+		cond = cond.Or(ddb.Name(AttrSrc).Equal(expression.Value(SrcStream)).
+			And(ddb.Name(AttrLSN).LessThan(expression.Value(r.Floor))))
 	}
 	return cond
 }
@@ -79,11 +81,11 @@ func Snapshot(r Read) expression.ConditionBuilder {
 // it always replaces a snapshot row and never a stream write of a later position, so a
 // replay of the WAL after a crash is harmless.
 func Stream(p Position) expression.ConditionBuilder {
-	return expression.AttributeNotExists(expression.Name(AttrSrc)).Or(
-		expression.Name(AttrSrc).Equal(expression.Value(SrcSnapshot)),
-		expression.Name(AttrLSN).LessThan(expression.Value(p.LSN)),
-		expression.Name(AttrLSN).Equal(expression.Value(p.LSN)).
-			And(expression.Name(AttrSeq).LessThan(expression.Value(p.Seq))))
+	return expression.AttributeNotExists(ddb.Name(AttrSrc)).Or(
+		ddb.Name(AttrSrc).Equal(expression.Value(SrcSnapshot)),
+		ddb.Name(AttrLSN).LessThan(expression.Value(p.LSN)),
+		ddb.Name(AttrLSN).Equal(expression.Value(p.LSN)).
+			And(ddb.Name(AttrSeq).LessThan(expression.Value(p.Seq))))
 }
 
 // Merge guards a partial update (an UPDATE whose unchanged TOAST values were not sent,
@@ -92,11 +94,11 @@ func Stream(p Position) expression.ConditionBuilder {
 // change; 0 when there was none). When it fails, the caller tells "lost" from "nothing
 // current to merge into" and then writes the full row.
 func Merge(p Position, floor uint64) expression.ConditionBuilder {
-	cond := expression.AttributeExists(expression.Name(AttrSrc)).
-		And(expression.AttributeNotExists(expression.Name(AttrDeleted))).
+	cond := expression.AttributeExists(ddb.Name(AttrSrc)).
+		And(expression.AttributeNotExists(ddb.Name(AttrDeleted))).
 		And(Stream(p))
 	if floor > 0 {
-		cond = cond.And(expression.Name(AttrLSN).GreaterThanEqual(expression.Value(floor)))
+		cond = cond.And(ddb.Name(AttrLSN).GreaterThanEqual(expression.Value(floor)))
 	}
 	return cond
 }
@@ -120,9 +122,9 @@ func CanMerge(item map[string]types.AttributeValue, floor uint64) bool {
 func Unchanged(item map[string]types.AttributeValue) expression.ConditionBuilder {
 	same := func(name string) expression.ConditionBuilder {
 		if v, ok := item[name]; ok {
-			return expression.Name(name).Equal(expression.Value(v))
+			return ddb.Name(name).Equal(expression.Value(v))
 		}
-		return expression.AttributeNotExists(expression.Name(name))
+		return expression.AttributeNotExists(ddb.Name(name))
 	}
 	return same(AttrSrc).And(same(AttrLSN), same(AttrSeq), same(AttrEpoch))
 }
@@ -132,17 +134,17 @@ func Unchanged(item map[string]types.AttributeValue) expression.ConditionBuilder
 // its transaction, whose lock a TRUNCATE waits for, so a chunk read before a TRUNCATE
 // committed at fenceLSN carries an LSN at or before it, and one read after it a later one.
 func StaleSnapshot(fenceLSN uint64) expression.ConditionBuilder {
-	return expression.Name(AttrSrc).Equal(expression.Value(SrcSnapshot)).
-		And(expression.Name(AttrLSN).LessThanEqual(expression.Value(fenceLSN)))
+	return ddb.Name(AttrSrc).Equal(expression.Value(SrcSnapshot)).
+		And(ddb.Name(AttrLSN).LessThanEqual(expression.Value(fenceLSN)))
 }
 
 // WrittenBefore matches items written before the change at p: stream writes of an earlier
 // position and snapshot rows read before it (StaleSnapshot). A TRUNCATE at p tombstones
 // exactly these, so it may run alongside later writes of either kind without touching them.
 func WrittenBefore(p Position) expression.ConditionBuilder {
-	earlierStream := expression.Name(AttrSrc).Equal(expression.Value(SrcStream)).And(
-		expression.Name(AttrLSN).LessThan(expression.Value(p.LSN)).Or(
-			expression.Name(AttrLSN).Equal(expression.Value(p.LSN)).And(expression.Name(AttrSeq).LessThan(expression.Value(p.Seq)))))
+	earlierStream := ddb.Name(AttrSrc).Equal(expression.Value(SrcStream)).And(
+		ddb.Name(AttrLSN).LessThan(expression.Value(p.LSN)).Or(
+			ddb.Name(AttrLSN).Equal(expression.Value(p.LSN)).And(ddb.Name(AttrSeq).LessThan(expression.Value(p.Seq)))))
 	return StaleSnapshot(p.LSN).Or(earlierStream)
 }
 
@@ -151,12 +153,12 @@ func WrittenBefore(p Position) expression.ConditionBuilder {
 // rewritten by that snapshot or by the stream after floor, so what is left is a row
 // read by an older epoch, or written by the stream before floor, and since deleted.
 func Orphan(e int64, floor uint64) expression.ConditionBuilder {
-	cond := expression.Name(AttrSrc).Equal(expression.Value(SrcSnapshot)).And(
-		expression.AttributeNotExists(expression.Name(AttrEpoch)).Or(
-			expression.Name(AttrEpoch).LessThan(expression.Value(e))))
+	cond := ddb.Name(AttrSrc).Equal(expression.Value(SrcSnapshot)).And(
+		expression.AttributeNotExists(ddb.Name(AttrEpoch)).Or(
+			ddb.Name(AttrEpoch).LessThan(expression.Value(e))))
 	if floor > 0 {
-		cond = cond.Or(expression.Name(AttrSrc).Equal(expression.Value(SrcStream)).
-			And(expression.Name(AttrLSN).LessThan(expression.Value(floor))))
+		cond = cond.Or(ddb.Name(AttrSrc).Equal(expression.Value(SrcStream)).
+			And(ddb.Name(AttrLSN).LessThan(expression.Value(floor))))
 	}
 	return cond
 }
@@ -164,17 +166,17 @@ func Orphan(e int64, floor uint64) expression.ConditionBuilder {
 // TombstoneAtOrBefore matches tombstones committed at or before lsn: the candidates of a
 // tombstone sweep, each then removed under SweepableTombstone.
 func TombstoneAtOrBefore(lsn uint64) expression.ConditionBuilder {
-	return expression.Name(AttrDeleted).Equal(expression.Value(true)).
-		And(expression.Name(AttrLSN).LessThanEqual(expression.Value(lsn)))
+	return ddb.Name(AttrDeleted).Equal(expression.Value(true)).
+		And(ddb.Name(AttrLSN).LessThanEqual(expression.Value(lsn)))
 }
 
 // SweepableTombstone matches exactly the tombstone at p that a sweeper read, so a later
 // write to the key is never removed. The caller sweeps only tombstones committed at or
 // before a point no running snapshot had read past (§2.5).
 func SweepableTombstone(p Position) expression.ConditionBuilder {
-	return expression.Name(AttrDeleted).Equal(expression.Value(true)).
-		And(expression.Name(AttrLSN).Equal(expression.Value(p.LSN))).
-		And(expression.Name(AttrSeq).Equal(expression.Value(p.Seq)))
+	return ddb.Name(AttrDeleted).Equal(expression.Value(true)).
+		And(ddb.Name(AttrLSN).Equal(expression.Value(p.LSN))).
+		And(ddb.Name(AttrSeq).Equal(expression.Value(p.Seq)))
 }
 
 // SnapshotItem adds the snapshot metadata to a mapped row.

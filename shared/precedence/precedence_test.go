@@ -5,6 +5,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"tandem/shared/ddb"
 )
 
 func TestPositionOrder(t *testing.T) {
@@ -42,7 +44,7 @@ func TestConditionsBuild(t *testing.T) {
 		"snapshot": Snapshot(Read{LSN: 10, Epoch: 1}), "resnapshot": Snapshot(Read{LSN: 10, Epoch: 2, Floor: 5}), "stream": Stream(Position{10, 2}), "merge": Merge(Position{10, 2}, 0), "merge-floored": Merge(Position{10, 2}, 5), "orphan": Orphan(2, 5),
 		"stale": StaleSnapshot(10), "sweep": SweepableTombstone(Position{10, 2}), "tombstones": TombstoneAtOrBefore(10),
 	} {
-		expr, err := expression.NewBuilder().WithCondition(c).Build()
+		expr, err := ddb.Build(expression.NewBuilder().WithCondition(c))
 		if err != nil || *expr.Condition() == "" {
 			t.Errorf("%s: %v", name, err)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"tandem/shared/fault"
+	"tandem/shared/ident"
 	"tandem/shared/limits"
 	"tandem/shared/mapping"
 	"tandem/shared/precedence"
@@ -59,10 +60,15 @@ type Table struct {
 	EstimatedRows int64
 }
 
-// Source is the qualified "schema.table" name, the table's id in the control table.
-func (t *Table) Source() string { return t.Schema + "." + t.Name }
+// Ident is the table's identity, (schema, name).
+func (t *Table) Ident() ident.Table { return ident.Table{Schema: t.Schema, Name: t.Name} }
 
-// Shape lists the columns as "name:type-oid", what a schema change alters.
+// Source is the canonical text of the table's identity (ident.Table.String), its id in
+// the control table, logs and dead letters.
+func (t *Table) Source() string { return t.Ident().String() }
+
+// Shape lists the columns as "name:type-oid", what a schema change alters (the name may
+// itself hold a ":"; the oid follows the last one).
 func (t *Table) Shape() []string {
 	shape := make([]string, len(t.Columns))
 	for i, c := range t.Columns {

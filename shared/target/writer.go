@@ -60,7 +60,7 @@ func (w *Writer) put(ctx context.Context, t *schema.Table, item Item, cond expre
 }
 
 func (w *Writer) putItem(ctx context.Context, t *schema.Table, item Item, cond expression.ConditionBuilder) error {
-	expr, err := expression.NewBuilder().WithCondition(cond).Build()
+	expr, err := ddb.Build(expression.NewBuilder().WithCondition(cond))
 	if err != nil {
 		return unbuildable(err)
 	}
@@ -83,13 +83,13 @@ func (w *Writer) Merge(ctx context.Context, t *schema.Table, key, set Item, remo
 	var upd expression.UpdateBuilder
 	for name, v := range set {
 		if _, isKey := key[name]; !isKey {
-			upd = upd.Set(expression.Name(name), expression.Value(v))
+			upd = upd.Set(ddb.Name(name), expression.Value(v))
 		}
 	}
 	for _, name := range remove {
-		upd = upd.Remove(expression.Name(name))
+		upd = upd.Remove(ddb.Name(name))
 	}
-	expr, err := expression.NewBuilder().WithUpdate(upd).WithCondition(precedence.Merge(p, floor)).Build()
+	expr, err := ddb.Build(expression.NewBuilder().WithUpdate(upd).WithCondition(precedence.Merge(p, floor)))
 	if err != nil {
 		return false, false, poison(t, key, "cannot express the update for DynamoDB", unbuildable(err))
 	}

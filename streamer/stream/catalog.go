@@ -30,12 +30,12 @@ func (s *session) checkCatalog(ctx context.Context) error {
 		// Before the first snapshot run, the state machine plans every table.
 		return err
 	}
-	for _, source := range sources {
-		t, err := s.Env.Describe(ctx, source)
+	for _, id := range sources {
+		t, err := s.Env.DescribeTable(ctx, id)
 		if err != nil {
 			continue // not replicated, or not replicable: the Relation path reports it
 		}
-		st, found, err := s.Env.Control.Table(ctx, source)
+		st, found, err := s.Env.Control.Table(ctx, t.Source())
 		if err != nil {
 			return err
 		}

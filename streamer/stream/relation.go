@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
-	"tandem/shared/config"
+	"tandem/shared/ident"
 	"tandem/shared/pg"
 	"tandem/shared/schema"
 )
@@ -30,7 +30,7 @@ const notConfigured = "not in the configured tables"
 // to re-read rows come from the catalog and the configuration, as for the snapshot.
 func (s *Streamer) describe(ctx context.Context, m *pglogrepl.RelationMessage) (*relation, error) {
 	rel := &relation{msg: m}
-	tc, ok := s.Env.Config.TableFor(m.Namespace, m.RelationName)
+	tc, ok := s.Env.Config.TableFor(relationIdent(m))
 	if !ok {
 		rel.skip = notConfigured
 		return rel, nil
@@ -77,6 +77,7 @@ func (s *Streamer) describe(ctx context.Context, m *pglogrepl.RelationMessage) (
 	return rel, nil
 }
 
-func qualified(m *pglogrepl.RelationMessage) string {
-	return config.QualifiedName(m.Namespace + "." + m.RelationName)
+// relationIdent is the table a Relation message describes.
+func relationIdent(m *pglogrepl.RelationMessage) ident.Table {
+	return ident.Table{Schema: m.Namespace, Name: m.RelationName}
 }

@@ -28,7 +28,7 @@ func (s *session) relation(ctx context.Context, m *pglogrepl.RelationMessage) er
 		if rel.skip == notConfigured || (prev != nil && prev.skip == rel.skip) {
 			return nil
 		}
-		return s.skipTable(ctx, qualified(m), rel.skip)
+		return s.skipTable(ctx, relationIdent(m).String(), rel.skip)
 	}
 	t := rel.table
 	s.shapeMu.Lock()
@@ -124,12 +124,12 @@ func (s *session) reshaped(ctx context.Context, t *schema.Table, recorded []stri
 	now := t.Shape()
 	was := map[string]string{}
 	for _, c := range recorded {
-		name, oid, _ := strings.Cut(c, ":")
+		name, oid := shapeColumn(c)
 		was[name] = oid
 	}
 	var added []string
 	for i, c := range t.Columns {
-		_, oid, _ := strings.Cut(now[i], ":")
+		_, oid := shapeColumn(now[i])
 		switch old, ok := was[c.Name]; {
 		case !ok:
 			added = append(added, c.Name)
@@ -149,4 +149,13 @@ func (s *session) reshaped(ctx context.Context, t *schema.Table, recorded []stri
 		return "column " + strings.Join(filled, ", ") + " added with a default", nil
 	}
 	return "", nil
+}
+
+// shapeColumn splits a Shape entry: the column name may hold a ":", the type oid cannot.
+func shapeColumn(entry string) (name, oid string) {
+	i := strings.LastIndexByte(entry, ':')
+	if i < 0 {
+		return entry, ""
+	}
+	return entry[:i], entry[i+1:]
 }

@@ -239,7 +239,7 @@ func (s *Streamer) ensurePublication(ctx context.Context) error {
 	if _, recorded, err := s.Env.Control.Slot(ctx); err != nil || recorded {
 		return err
 	}
-	return pg.EnsurePublication(ctx, s.Env.PG, s.Env.Config.Publication, s.Env.Config.QualifiedTables())
+	return pg.EnsurePublication(ctx, s.Env.PG, s.Env.Config.Publication, s.Env.Config.SourceTables())
 }
 
 // session is the state of one replication connection.
