@@ -182,7 +182,7 @@ func classifyPostgres(err error) (Class, bool) {
 			return Transient, true
 		case strings.HasPrefix(code, "22"), // data exception: a value the statement cannot take
 			strings.HasPrefix(code, "42"), // the table or column is gone (a re-read after DROP)
-			code == "0A000": // feature not supported
+			code == "0A000":               // feature not supported
 			return Poison, true
 		}
 		return Transient, true
