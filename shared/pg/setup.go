@@ -90,13 +90,14 @@ func EnsurePublication(ctx context.Context, q Querier, name string, tables []str
 // TABLES publishes (ordinary, permanent, user tables).
 func checkIdentity(ctx context.Context, q Querier, publication string, tables []string) error {
 	rows, err := q.Query(ctx, `
-		SELECT n.nspname || '.' || c.relname, c.relreplident::text
+		SELECT n.nspname || '.' || c.relname, c.relreplident::text,
+		       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND NOT i.indimmediate)
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND c.oid >= 16384
 		  AND ($1::text[] IS NULL OR c.oid IN (
 		        SELECT t.relid FROM unnest($1::text[]) u(name), pg_partition_tree(to_regclass(u.name)) t))
 		  AND CASE c.relreplident
-		        WHEN 'd' THEN NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+		        WHEN 'd' THEN NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND i.indimmediate)
 		        WHEN 'i' THEN NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)
 		        ELSE c.relreplident = 'n' END
 		ORDER BY 1`, quotedNames(tables))
@@ -106,14 +107,19 @@ func checkIdentity(ctx context.Context, q Querier, publication string, tables []
 	var problems []string
 	for rows.Next() {
 		var table, ident string
-		if err := rows.Scan(&table, &ident); err != nil {
+		var deferrable bool
+		if err := rows.Scan(&table, &ident, &deferrable); err != nil {
 			rows.Close()
 			return fmt.Errorf("postgres: checking the replica identity of the tables to publish: %w", err)
 		}
-		switch ident {
-		case "d":
+		switch {
+		case ident == "d" && deferrable:
+			// PostgreSQL never uses a DEFERRABLE key as the replica identity.
+			problems = append(problems, "table "+table+" has a DEFERRABLE primary key, which cannot be a replica identity "+
+				"(fix: ALTER TABLE "+table+" REPLICA IDENTITY FULL, or re-create the primary key NOT DEFERRABLE)")
+		case ident == "d":
 			problems = append(problems, "table "+table+" has no primary key and REPLICA IDENTITY DEFAULT")
-		case "i":
+		case ident == "i":
 			problems = append(problems, "table "+table+" has REPLICA IDENTITY USING INDEX but that index no longer exists")
 		default:
 			problems = append(problems, "table "+table+" has REPLICA IDENTITY NOTHING")
@@ -125,7 +131,7 @@ func checkIdentity(ctx context.Context, q Querier, publication string, tables []
 	if len(problems) == 0 {
 		return nil
 	}
-	return fmt.Errorf("postgres: not creating or extending publication %s: %s; once published, PostgreSQL would reject every UPDATE and DELETE on such a table. "+
+	return Misconfiguredf("postgres: not creating or extending publication %s: %s; once published, PostgreSQL would reject every UPDATE and DELETE on such a table. "+
 		"Fix each: add a primary key, or ALTER TABLE ... REPLICA IDENTITY FULL (or USING INDEX) and configure its key_columns, "+
 		"or list only the tables to replicate in the configured tables", publication, strings.Join(problems, "; "))
 }

@@ -48,6 +48,11 @@ type Table struct {
 	Target string
 	// ReplicaIdentity is pg_class.relreplident: 'd' default, 'f' full, 'i' index, 'n' nothing.
 	ReplicaIdentity byte
+	// Identity holds indexes into Columns of the replica identity's columns, what the WAL
+	// carries of a row's old version on DELETE and key UPDATE (every column for FULL).
+	Identity []int
+	// Partitioned is a partitioned table (relkind 'p'): its rows are those of its partitions.
+	Partitioned bool
 	// EstimatedRows is pg_class.reltuples (or -1 when never analysed).
 	EstimatedRows int64
 }
@@ -117,7 +122,49 @@ func (t *Table) Validate() error {
 			return errorf("table %s: key column %q: %v", t.Source(), c.Name, err)
 		}
 	}
-	return nil
+	return t.identityCoversKey()
+}
+
+// identityCoversKey requires the item key within the replica identity: a DELETE, and an
+// UPDATE that changes the key, carry only the identity's columns of the old row, so a key
+// column outside it would leave the old item behind (or fail to name it).
+func (t *Table) identityCoversKey() error {
+	if t.ReplicaIdentity == 'f' {
+		return nil
+	}
+	in := map[int]bool{}
+	for _, ci := range t.Identity {
+		in[ci] = true
+	}
+	var missing []string
+	for _, ci := range t.Key {
+		if !in[ci] {
+			missing = append(missing, t.Columns[ci].Name)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	var ident []string
+	for _, ci := range t.Identity {
+		ident = append(ident, t.Columns[ci].Name)
+	}
+	fix := "ALTER TABLE " + t.Source() + " REPLICA IDENTITY FULL"
+	var why string
+	switch {
+	case t.ReplicaIdentity == 'n':
+		why = "has REPLICA IDENTITY NOTHING"
+	case t.ReplicaIdentity == 'd' && len(t.Identity) == 0:
+		why = "has REPLICA IDENTITY DEFAULT but no primary key that can be one (a DEFERRABLE primary key cannot)"
+	case t.ReplicaIdentity == 'd':
+		why = "has REPLICA IDENTITY DEFAULT, its primary key (" + strings.Join(ident, ", ") + ")"
+		fix += ", or configure key_columns within the primary key"
+	default:
+		why = "has REPLICA IDENTITY USING INDEX on (" + strings.Join(ident, ", ") + ")"
+		fix += `, or configure "key_columns": ["` + strings.Join(ident, `", "`) + `"] for it, or ALTER TABLE ` + t.Source() + " REPLICA IDENTITY DEFAULT"
+	}
+	return errorf("table %s %s, which does not cover item key column(s) %s: deletes and key changes would not name the old item, leaving it stale. Fix: %s",
+		t.Source(), why, strings.Join(missing, ", "), fix)
 }
 
 // Item maps a full row: values[i] is the text of Columns[i], nil for SQL NULL (attribute
