@@ -95,6 +95,8 @@ func checkIdentity(ctx context.Context, q Querier, publication string, tables []
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND c.oid >= 16384
 		  AND ($1::text[] IS NULL OR c.oid IN (
+		        SELECT to_regclass(u.name) FROM unnest($1::text[]) u(name)
+		        UNION ALL -- pg_partition_tree lists nothing for a table that is not partitioned
 		        SELECT t.relid FROM unnest($1::text[]) u(name), pg_partition_tree(to_regclass(u.name)) t))
 		  AND CASE c.relreplident
 		        WHEN 'd' THEN NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND i.indimmediate)
