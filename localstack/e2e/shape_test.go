@@ -211,3 +211,79 @@ func attrN(item map[string]types.AttributeValue, name string) int {
 	v, _ := strconv.Atoi(n.Value)
 	return v
 }
+
+const partitionedDDL = `
+	CREATE TABLE m (id int, region text, v text, PRIMARY KEY (region, id)) PARTITION BY LIST (region);
+	CREATE TABLE m_eu PARTITION OF m FOR VALUES IN ('eu');
+	CREATE TABLE m_us PARTITION OF m FOR VALUES IN ('us');
+	INSERT INTO m SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, 'v' || g FROM generate_series(1, 60) g;`
+
+// TestShapePartitioned: Tandem's publication publishes each partition as its own table
+// (publish_via_partition_root = false), so every partition lands in its own target and
+// TRUNCATE of a partition, rows moving between partitions, ATTACH and DETACH PARTITION are
+// ordinary changes of those tables. What it cannot replicate correctly is refused.
+func TestShapePartitioned(t *testing.T) {
+	t.Run("every partition into its own target", func(t *testing.T) {
+		f := newFixture(t, partitionedDDL+`
+			CREATE TABLE m_asia (id int, region text, v text, PRIMARY KEY (region, id));
+			INSERT INTO m_asia SELECT g, 'asia', 'a' || g FROM generate_series(100, 110) g;`, nil)
+		out := f.plan()
+		var planned []string
+		for _, pt := range out.Tables {
+			planned = append(planned, pt.Table)
+		}
+		if strings.Join(planned, " ") != "public.m_asia public.m_eu public.m_us" {
+			t.Fatalf("planned %v, want the partitions and the standalone table, not the partitioned root", planned)
+		}
+		f.startStreamer(nil)
+		for _, source := range planned {
+			f.snapshot(source)
+		}
+		f.exec("UPDATE m SET region = 'us', v = 'moved' WHERE id IN (2, 4)") // eu -> us
+		f.exec("UPDATE m SET v = 'stays' WHERE id = 6")
+		f.exec("TRUNCATE m_eu")
+		f.exec("INSERT INTO m VALUES (8, 'eu', 'after the truncate')")
+		f.exec("ALTER TABLE m ATTACH PARTITION m_asia FOR VALUES IN ('asia')")
+		f.exec("INSERT INTO m VALUES (111, 'asia', 'through the root')")
+		f.exec("CREATE TABLE m_sa PARTITION OF m FOR VALUES IN ('sa')")
+		f.exec("INSERT INTO m SELECT g, 'sa', 's' || g FROM generate_series(200, 230) g")
+		f.exec("ALTER TABLE m DETACH PARTITION m_us")
+		f.exec("UPDATE m_us SET v = 'detached' WHERE id IN (1, 2)")
+		f.waitCaughtUp()
+		f.waitConsistent("public.m_sa")
+		f.waitCaughtUp()
+		f.assertConverged("public.m_eu", "public.m_us", "public.m_asia", "public.m_sa")
+		if n := len(f.scan(f.table("public.m_eu").Target)); n == 0 {
+			t.Errorf("m_eu target is empty")
+		}
+	})
+
+	t.Run("a configured partitioned table is refused before the publication", func(t *testing.T) {
+		f := newFixture(t, partitionedDDL, func(c *config.Config) { c.Tables = []config.Table{{Source: "public.m"}} })
+		_, err := f.env.Plan(f.ctx, pipeline.PlanInput{})
+		wantErr(t, "plan", err, "public.m is partitioned", "public.m_eu, public.m_us", "own target")
+		var pubs int
+		if err := f.src.QueryRow(f.ctx, "SELECT count(*) FROM pg_publication").Scan(&pubs); err != nil || pubs != 0 {
+			t.Errorf("a refused plan left %d publication(s) (%v)", pubs, err)
+		}
+		// Its partitions, configured, replicate, including a TRUNCATE of the whole tree.
+		f.cfg.Tables = []config.Table{{Source: "public.m_eu"}, {Source: "public.m_us"}}
+		f.plan()
+		f.startStreamer(nil)
+		f.snapshot("public.m_eu")
+		f.snapshot("public.m_us")
+		f.exec("UPDATE m SET region = 'eu' WHERE id = 1")
+		f.exec("TRUNCATE m")
+		f.exec("INSERT INTO m VALUES (1, 'us', 'after'), (2, 'eu', 'after')")
+		f.waitCaughtUp()
+		f.assertConverged("public.m_eu", "public.m_us")
+	})
+
+	t.Run("publish_via_partition_root is refused", func(t *testing.T) {
+		f := newFixture(t, partitionedDDL+`
+			CREATE TABLE other (id int PRIMARY KEY);
+			CREATE PUBLICATION tandem FOR TABLE m, other WITH (publish_via_partition_root = true);`, nil)
+		_, err := f.env.Plan(f.ctx, pipeline.PlanInput{})
+		wantErr(t, "plan", err, "public.m is partitioned", "publish_via_partition_root = true", "TRUNCATE of a partition", "publish_via_partition_root = false")
+	})
+}

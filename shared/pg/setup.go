@@ -43,6 +43,9 @@ func EnsurePublication(ctx context.Context, q Querier, name string, tables []str
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("postgres: reading publication %s: %w", name, err)
 	}
+	if err := checkPartitioned(ctx, q, tables); err != nil {
+		return err
+	}
 	ident := pgx.Identifier{name}.Sanitize()
 	if !exists {
 		if err := checkIdentity(ctx, q, name, tables); err != nil {
@@ -136,6 +139,44 @@ func checkIdentity(ctx context.Context, q Querier, publication string, tables []
 	return Misconfiguredf("postgres: not creating or extending publication %s: %s; once published, PostgreSQL would reject every UPDATE and DELETE on such a table. "+
 		"Fix each: add a primary key, or ALTER TABLE ... REPLICA IDENTITY FULL (or USING INDEX) and configure its key_columns, "+
 		"or list only the tables to replicate in the configured tables", publication, strings.Join(problems, "; "))
+}
+
+// checkPartitioned refuses a configured partitioned table, before the publication is
+// touched. Tandem's publication publishes each partition as its own table (the default
+// publish_via_partition_root = false), so TRUNCATE of one partition, rows moving between
+// partitions, ATTACH and DETACH PARTITION all reach the stream as changes of the
+// partitions; a partitioned table itself has no rows to replicate.
+func checkPartitioned(ctx context.Context, q Querier, tables []string) error {
+	if len(tables) == 0 {
+		return nil
+	}
+	rows, err := q.Query(ctx, `
+		SELECT n.nspname || '.' || c.relname,
+		       coalesce((SELECT string_agg(pn.nspname || '.' || p.relname, ', ' ORDER BY 1)
+		                 FROM pg_partition_tree(c.oid) t JOIN pg_class p ON p.oid = t.relid
+		                 JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE t.isleaf), '')
+		FROM unnest($1::text[]) u(name) JOIN pg_class c ON c.oid = to_regclass(u.name)
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind = 'p' ORDER BY 1`, quotedNames(tables))
+	if err != nil {
+		return fmt.Errorf("postgres: checking the configured tables for partitioned ones: %w", err)
+	}
+	var problems []string
+	for rows.Next() {
+		var table, leaves string
+		if err := rows.Scan(&table, &leaves); err != nil {
+			rows.Close()
+			return fmt.Errorf("postgres: checking the configured tables for partitioned ones: %w", err)
+		}
+		problems = append(problems, "table "+table+" is partitioned: configure its partitions ("+leaves+") instead, each is replicated into its own target")
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("postgres: checking the configured tables for partitioned ones: %w", err)
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return Misconfiguredf("config: %s", strings.Join(problems, "; "))
 }
 
 // quotedNames turns "schema.table" names into regclass text (nil stays nil: all tables).

@@ -108,6 +108,13 @@ func (t *Table) KeySchema() []KeyAttribute {
 
 // Validate reports why the table cannot be replicated, naming the table and column.
 func (t *Table) Validate() error {
+	if t.Partitioned {
+		// Published as itself only with publish_via_partition_root = true, where TRUNCATE of
+		// one partition, ATTACH and DETACH PARTITION are not in the stream at all: its
+		// target would keep rows that are gone.
+		return errorf("table %s is partitioned and published through its root (publish_via_partition_root = true), which hides TRUNCATE of a partition, ATTACH and DETACH PARTITION from the replication stream: "+
+			"ALTER PUBLICATION ... SET (publish_via_partition_root = false) and Tandem replicates each partition into its own target", t.Source())
+	}
 	if len(t.Key) == 0 {
 		return errorf("table %s has no primary key: add one, or configure key_columns for it (with REPLICA IDENTITY FULL or USING INDEX on those columns)", t.Source())
 	}
