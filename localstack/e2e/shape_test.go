@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"tandem/shared/config"
+	"tandem/shared/control"
 	"tandem/shared/pipeline"
 )
 
@@ -158,11 +159,29 @@ func TestShapeReplicaIdentityIndex(t *testing.T) {
 	f.waitCaughtUp()
 	f.assertConverged("public.accounts")
 
-	// FULL covers any key.
-	f.exec("ALTER TABLE plain REPLICA IDENTITY FULL")
-	f.exec("INSERT INTO plain VALUES (1, 'a'), (2, 'b')")
-	f.cfg.Tables = append(f.cfg.Tables, config.Table{Source: "public.plain", KeyColumns: []string{"code"}})
+	// Changed while streaming to an identity that no longer covers the key: the table is
+	// marked failed with the reason instead of leaving stale items silently.
+	f.exec("ALTER TABLE accounts ADD CONSTRAINT accounts_v_key UNIQUE (v)")
+	f.exec("UPDATE accounts SET v = 'v' || id")
+	f.exec("ALTER TABLE accounts ALTER COLUMN v SET NOT NULL")
+	f.exec("ALTER TABLE accounts REPLICA IDENTITY USING INDEX accounts_v_key")
+	f.exec("DELETE FROM accounts WHERE id = 11")
+	f.waitCaughtUp()
+	eventually(t, "accounts marked failed", func() bool {
+		st, _, err := f.env.Control.Table(f.ctx, "public.accounts")
+		return err == nil && st.State == control.Failed && strings.Contains(st.Error, "does not cover item key column(s) code")
+	})
+
+	// FULL covers any key. (A new table: plain's target was created keyed by id.)
+	f.exec("CREATE TABLE keyed (id int PRIMARY KEY, code text NOT NULL); ALTER TABLE keyed REPLICA IDENTITY FULL")
+	f.exec("INSERT INTO keyed VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+	f.cfg.Tables = []config.Table{{Source: "public.keyed", KeyColumns: []string{"code"}}}
 	f.plan()
+	f.snapshot("public.keyed")
+	f.exec("DELETE FROM keyed WHERE code = 'a'")
+	f.exec("UPDATE keyed SET code = 'z' WHERE id = 2")
+	f.waitCaughtUp()
+	f.assertConverged("public.keyed")
 }
 
 // TestShapeDeferrablePrimaryKey: a DEFERRABLE primary key cannot be a replica identity.
