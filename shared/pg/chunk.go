@@ -36,7 +36,7 @@ func ReadChunk(ctx context.Context, pool interface {
 	}
 	defer tx.Rollback(ctx)
 
-	sql := "SELECT " + columnList(t) + " FROM " + tableIdent(t)
+	sql := "SELECT " + columnList(t) + " FROM " + fromTable(t)
 	args := make([]any, 0, len(after))
 	if after != nil {
 		sql += " WHERE " + keyTuple(t) + " > " + keyParams(t)
@@ -66,7 +66,7 @@ func ReadChunk(ctx context.Context, pool interface {
 // ReadRow re-reads the current row with the given key (text of the key columns in key
 // order), for an UPDATE whose unchanged TOAST values were not sent (DESIGN §2.6).
 func ReadRow(ctx context.Context, q Querier, t *schema.Table, key []string) (row [][]byte, found bool, err error) {
-	sql := "SELECT " + columnList(t) + " FROM " + tableIdent(t) + " WHERE " + keyTuple(t) + " = " + keyParams(t)
+	sql := "SELECT " + columnList(t) + " FROM " + fromTable(t) + " WHERE " + keyTuple(t) + " = " + keyParams(t)
 	args := make([]any, len(key))
 	for i, v := range key {
 		args[i] = v
@@ -104,6 +104,17 @@ func queryText(ctx context.Context, q Querier, sql string, args []any) ([][][]by
 }
 
 func tableIdent(t *schema.Table) string { return t.Ident().SQL() }
+
+// fromTable reads the table itself, never the tables inheriting from it: their rows are
+// published, and replicated, as their own tables (DESIGN §2.2). A partitioned table has
+// no rows of its own; its rows are its partitions' (published through it with
+// publish_via_partition_root).
+func fromTable(t *schema.Table) string {
+	if t.Partitioned {
+		return tableIdent(t)
+	}
+	return "ONLY " + tableIdent(t)
+}
 
 func columnList(t *schema.Table) string {
 	names := make([]string, len(t.Columns))

@@ -39,13 +39,13 @@ var ErrNoTable = errors.New("table does not exist")
 // keyColumns, when given, replaces the primary key as the item key.
 func DescribeTable(ctx context.Context, q Querier, types *Types, schemaName, name string, keyColumns []string) (*schema.Table, error) {
 	t := &schema.Table{Schema: schemaName, Name: name}
-	var ident string
+	var ident, relkind string
 	var reltuples float64
 	err := q.QueryRow(ctx, `
-		SELECT c.oid, c.relreplident::text, c.reltuples::float8
+		SELECT c.oid, c.relreplident::text, c.reltuples::float8, c.relkind::text
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`, schemaName, name).
-		Scan(&t.OID, &ident, &reltuples)
+		Scan(&t.OID, &ident, &reltuples, &relkind)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("postgres: table %s: %w", t.Source(), ErrNoTable)
 	}
@@ -53,45 +53,76 @@ func DescribeTable(ctx context.Context, q Querier, types *Types, schemaName, nam
 		return nil, fmt.Errorf("postgres: describing %s: %w", t.Source(), err)
 	}
 	t.ReplicaIdentity = ident[0]
+	t.Partitioned = relkind == "p"
 	t.EstimatedRows = int64(reltuples)
 
+	// Generated columns are left out: PostgreSQL 15's pgoutput does not send them, so the
+	// snapshot does not read them either and an item never depends on which path wrote
+	// it. The type keeps its modifier (character(6), not character = character(1)): key
+	// values are cast with it. identity says whether the column is in the replica
+	// identity: the primary key for DEFAULT (only a NOT DEFERRABLE one can be), the
+	// chosen index for USING INDEX, every column for FULL.
 	rows, err := q.Query(ctx, `
-		SELECT a.attname, a.atttypid, format_type(a.atttypid, NULL),
+		SELECT a.attname, a.atttypid, format_type(a.atttypid, a.atttypmod),
 		       coalesce((SELECT k.n FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(att, n)
-		                 WHERE i.indrelid = a.attrelid AND i.indisprimary AND k.att = a.attnum), 0)::int
-		FROM pg_attribute a
+		                 WHERE i.indrelid = a.attrelid AND i.indisprimary AND k.att = a.attnum), 0)::int,
+		       a.attgenerated <> '',
+		       CASE c.relreplident
+		         WHEN 'f' THEN true
+		         WHEN 'd' THEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary
+		                               AND i.indimmediate AND a.attnum = ANY(i.indkey))
+		         WHEN 'i' THEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisreplident
+		                               AND a.attnum = ANY(i.indkey))
+		         ELSE false END
+		FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
 		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
 		ORDER BY a.attnum`, t.OID)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: reading columns of %s: %w", t.Source(), err)
 	}
 	type col struct {
-		name, sqlType string
-		oid           uint32
-		pkPos         int
+		name, sqlType       string
+		oid                 uint32
+		pkPos               int
+		generated, identity bool
 	}
 	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (col, error) {
 		var c col
-		return c, r.Scan(&c.name, &c.oid, &c.sqlType, &c.pkPos)
+		return c, r.Scan(&c.name, &c.oid, &c.sqlType, &c.pkPos, &c.generated, &c.identity)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: reading columns of %s: %w", t.Source(), err)
 	}
 	pk := map[int]int{}
-	for i, c := range cols {
+	generated := map[string]bool{}
+	for _, c := range cols {
+		if c.generated {
+			generated[c.name] = true
+			if c.pkPos > 0 {
+				return nil, Misconfiguredf("table %s: primary key column %q is a generated column, which logical replication does not send: configure key_columns without it", t.Source(), c.name)
+			}
+			continue
+		}
 		typ, err := types.Lookup(ctx, q, c.oid)
 		if err != nil {
 			return nil, err
 		}
+		i := len(t.Columns)
 		t.Columns = append(t.Columns, schema.Column{Name: c.name, Type: typ, SQLType: c.sqlType})
 		if c.pkPos > 0 {
 			pk[c.pkPos] = i
+		}
+		if c.identity {
+			t.Identity = append(t.Identity, i)
 		}
 	}
 	if len(keyColumns) > 0 {
 		for _, k := range keyColumns {
 			i := t.Column(k)
 			if i < 0 {
+				if generated[k] {
+					return nil, Misconfiguredf("config: key_columns of %s names %q, a generated column, which logical replication does not send: choose other key columns", t.Source(), k)
+				}
 				return nil, fmt.Errorf("config: key_columns of %s names %q, which is not a column of the table", t.Source(), k)
 			}
 			t.Key = append(t.Key, i)
@@ -102,6 +133,16 @@ func DescribeTable(ctx context.Context, q Querier, types *Types, schemaName, nam
 		}
 	}
 	return t, nil
+}
+
+// FormatType is format_type(oid, typmod): the SQL type a text value is cast to, with its
+// modifier (character(6), bit(8), numeric(10,2)).
+func FormatType(ctx context.Context, q Querier, oid uint32, typmod int32) (string, error) {
+	var name string
+	if err := q.QueryRow(ctx, "SELECT format_type($1, $2)", oid, typmod).Scan(&name); err != nil {
+		return "", fmt.Errorf("postgres: format_type(%d, %d): %w", oid, typmod, err)
+	}
+	return name, nil
 }
 
 // Types caches what mapping needs of each type OID. Domains resolve to their base type.

@@ -45,6 +45,9 @@ func EnsurePublication(ctx context.Context, q Querier, name string, tables []ide
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("postgres: reading publication %s: %w", name, err)
 	}
+	if err := checkPartitioned(ctx, q, tables); err != nil {
+		return err
+	}
 	pub := ident.Quote(name)
 	if !exists {
 		if err := checkIdentity(ctx, q, name, tables); err != nil {
@@ -91,13 +94,16 @@ func EnsurePublication(ctx context.Context, q Querier, name string, tables []ide
 // TABLES publishes (ordinary, permanent, user tables).
 func checkIdentity(ctx context.Context, q Querier, publication string, tables []ident.Table) error {
 	rows, err := q.Query(ctx, `
-		SELECT n.nspname, c.relname, c.relreplident::text
+		SELECT n.nspname, c.relname, c.relreplident::text,
+		       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND NOT i.indimmediate)
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND c.oid >= 16384
 		  AND ($1::text[] IS NULL OR c.oid IN (
+		        SELECT to_regclass(u.name) FROM unnest($1::text[]) u(name)
+		        UNION ALL -- pg_partition_tree lists nothing for a table that is not partitioned
 		        SELECT t.relid FROM unnest($1::text[]) u(name), pg_partition_tree(to_regclass(u.name)) t))
 		  AND CASE c.relreplident
-		        WHEN 'd' THEN NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+		        WHEN 'd' THEN NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND i.indimmediate)
 		        WHEN 'i' THEN NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)
 		        ELSE c.relreplident = 'n' END
 		ORDER BY 1, 2`, regclassTexts(tables))
@@ -108,15 +114,20 @@ func checkIdentity(ctx context.Context, q Querier, publication string, tables []
 	for rows.Next() {
 		var t ident.Table
 		var replident string
-		if err := rows.Scan(&t.Schema, &t.Name, &replident); err != nil {
+		var deferrable bool
+		if err := rows.Scan(&t.Schema, &t.Name, &replident, &deferrable); err != nil {
 			rows.Close()
 			return fmt.Errorf("postgres: checking the replica identity of the tables to publish: %w", err)
 		}
 		table := t.String()
-		switch replident {
-		case "d":
+		switch {
+		case replident == "d" && deferrable:
+			// PostgreSQL never uses a DEFERRABLE key as the replica identity.
+			problems = append(problems, "table "+table+" has a DEFERRABLE primary key, which cannot be a replica identity "+
+				"(fix: ALTER TABLE "+t.SQL()+" REPLICA IDENTITY FULL, or re-create the primary key NOT DEFERRABLE)")
+		case replident == "d":
 			problems = append(problems, "table "+table+" has no primary key and REPLICA IDENTITY DEFAULT")
-		case "i":
+		case replident == "i":
 			problems = append(problems, "table "+table+" has REPLICA IDENTITY USING INDEX but that index no longer exists")
 		default:
 			problems = append(problems, "table "+table+" has REPLICA IDENTITY NOTHING")
@@ -128,9 +139,48 @@ func checkIdentity(ctx context.Context, q Querier, publication string, tables []
 	if len(problems) == 0 {
 		return nil
 	}
-	return fmt.Errorf("postgres: not creating or extending publication %s: %s; once published, PostgreSQL would reject every UPDATE and DELETE on such a table. "+
+	return Misconfiguredf("postgres: not creating or extending publication %s: %s; once published, PostgreSQL would reject every UPDATE and DELETE on such a table. "+
 		"Fix each: add a primary key, or ALTER TABLE ... REPLICA IDENTITY FULL (or USING INDEX) and configure its key_columns, "+
 		"or list only the tables to replicate in the configured tables", publication, strings.Join(problems, "; "))
+}
+
+// checkPartitioned refuses a configured partitioned table, before the publication is
+// touched. Tandem's publication publishes each partition as its own table (the default
+// publish_via_partition_root = false), so TRUNCATE of one partition, rows moving between
+// partitions, ATTACH and DETACH PARTITION all reach the stream as changes of the
+// partitions; a partitioned table itself has no rows to replicate.
+func checkPartitioned(ctx context.Context, q Querier, tables []ident.Table) error {
+	if len(tables) == 0 {
+		return nil
+	}
+	rows, err := q.Query(ctx, `
+		SELECT n.nspname, c.relname,
+		       coalesce((SELECT string_agg(quote_ident(pn.nspname) || '.' || quote_ident(p.relname), ', ' ORDER BY 1)
+		                 FROM pg_partition_tree(c.oid) t JOIN pg_class p ON p.oid = t.relid
+		                 JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE t.isleaf), '')
+		FROM unnest($1::text[]) u(name) JOIN pg_class c ON c.oid = to_regclass(u.name)
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind = 'p' ORDER BY 1, 2`, regclassTexts(tables))
+	if err != nil {
+		return fmt.Errorf("postgres: checking the configured tables for partitioned ones: %w", err)
+	}
+	var problems []string
+	for rows.Next() {
+		var t ident.Table
+		var leaves string
+		if err := rows.Scan(&t.Schema, &t.Name, &leaves); err != nil {
+			rows.Close()
+			return fmt.Errorf("postgres: checking the configured tables for partitioned ones: %w", err)
+		}
+		problems = append(problems, "table "+t.String()+" is partitioned: configure its partitions ("+leaves+") instead, each is replicated into its own target")
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("postgres: checking the configured tables for partitioned ones: %w", err)
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return Misconfiguredf("config: %s", strings.Join(problems, "; "))
 }
 
 // regclassTexts renders tables as regclass text (nil stays nil: all tables).

@@ -56,6 +56,11 @@ type Table struct {
 	Target string
 	// ReplicaIdentity is pg_class.relreplident: 'd' default, 'f' full, 'i' index, 'n' nothing.
 	ReplicaIdentity byte
+	// Identity holds indexes into Columns of the replica identity's columns, what the WAL
+	// carries of a row's old version on DELETE and key UPDATE (every column for FULL).
+	Identity []int
+	// Partitioned is a partitioned table (relkind 'p'): its rows are those of its partitions.
+	Partitioned bool
 	// EstimatedRows is pg_class.reltuples (or -1 when never analysed).
 	EstimatedRows int64
 }
@@ -116,6 +121,13 @@ func (t *Table) KeySchema() []KeyAttribute {
 
 // Validate reports why the table cannot be replicated, naming the table and column.
 func (t *Table) Validate() error {
+	if t.Partitioned {
+		// Published as itself only with publish_via_partition_root = true, where TRUNCATE of
+		// one partition, ATTACH and DETACH PARTITION are not in the stream at all: its
+		// target would keep rows that are gone.
+		return errorf("table %s is partitioned and published through its root (publish_via_partition_root = true), which hides TRUNCATE of a partition, ATTACH and DETACH PARTITION from the replication stream: "+
+			"ALTER PUBLICATION ... SET (publish_via_partition_root = false) and Tandem replicates each partition into its own target", t.Source())
+	}
 	if len(t.Key) == 0 {
 		return errorf("table %s has no primary key: add one, or configure key_columns for it (with REPLICA IDENTITY FULL or USING INDEX on those columns)", t.Source())
 	}
@@ -130,7 +142,49 @@ func (t *Table) Validate() error {
 			return errorf("table %s: key column %q: %v", t.Source(), c.Name, err)
 		}
 	}
-	return nil
+	return t.identityCoversKey()
+}
+
+// identityCoversKey requires the item key within the replica identity: a DELETE, and an
+// UPDATE that changes the key, carry only the identity's columns of the old row, so a key
+// column outside it would leave the old item behind (or fail to name it).
+func (t *Table) identityCoversKey() error {
+	if t.ReplicaIdentity == 'f' {
+		return nil
+	}
+	in := map[int]bool{}
+	for _, ci := range t.Identity {
+		in[ci] = true
+	}
+	var missing []string
+	for _, ci := range t.Key {
+		if !in[ci] {
+			missing = append(missing, t.Columns[ci].Name)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	var ident []string
+	for _, ci := range t.Identity {
+		ident = append(ident, t.Columns[ci].Name)
+	}
+	fix := "ALTER TABLE " + t.Source() + " REPLICA IDENTITY FULL"
+	var why string
+	switch {
+	case t.ReplicaIdentity == 'n':
+		why = "has REPLICA IDENTITY NOTHING"
+	case t.ReplicaIdentity == 'd' && len(t.Identity) == 0:
+		why = "has REPLICA IDENTITY DEFAULT but no primary key that can be one (a DEFERRABLE primary key cannot)"
+	case t.ReplicaIdentity == 'd':
+		why = "has REPLICA IDENTITY DEFAULT, its primary key (" + strings.Join(ident, ", ") + ")"
+		fix += ", or configure key_columns within the primary key"
+	default:
+		why = "has REPLICA IDENTITY USING INDEX on (" + strings.Join(ident, ", ") + ")"
+		fix += `, or configure "key_columns": ["` + strings.Join(ident, `", "`) + `"] for it, or ALTER TABLE ` + t.Source() + " REPLICA IDENTITY DEFAULT"
+	}
+	return errorf("table %s %s, which does not cover item key column(s) %s: deletes and key changes would not name the old item, leaving it stale. Fix: %s",
+		t.Source(), why, strings.Join(missing, ", "), fix)
 }
 
 // Item maps a full row: values[i] is the text of Columns[i], nil for SQL NULL (attribute

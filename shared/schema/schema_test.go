@@ -19,7 +19,7 @@ var (
 )
 
 func table(key []int, cols ...Column) *Table {
-	return &Table{Schema: "public", Name: "t", Columns: cols, Key: key}
+	return &Table{Schema: "public", Name: "t", Columns: cols, Key: key, ReplicaIdentity: 'd', Identity: key}
 }
 
 func TestKeySchema(t *testing.T) {
@@ -78,6 +78,28 @@ func TestValidate(t *testing.T) {
 	}
 	if err := table([]int{0}, Column{Name: "id", Type: int4}).Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestValidateIdentityCoversKey(t *testing.T) {
+	byIndex := table([]int{0}, Column{Name: "id", Type: int4}, Column{Name: "code", Type: text})
+	byIndex.ReplicaIdentity, byIndex.Identity = 'i', []int{1}
+	if err := byIndex.Validate(); err == nil || !strings.Contains(err.Error(), `"key_columns": ["code"]`) {
+		t.Errorf("USING INDEX not covering the key: %v", err)
+	}
+	byIndex.Key = []int{1}
+	if err := byIndex.Validate(); err != nil {
+		t.Errorf("key_columns equal to the identity index: %v", err)
+	}
+	deferrable := table([]int{0}, Column{Name: "id", Type: int4})
+	deferrable.Identity = nil
+	if err := deferrable.Validate(); err == nil || !strings.Contains(err.Error(), "DEFERRABLE") {
+		t.Errorf("no usable primary key: %v", err)
+	}
+	full := table([]int{1}, Column{Name: "id", Type: int4}, Column{Name: "code", Type: text})
+	full.ReplicaIdentity, full.Identity = 'f', nil
+	if err := full.Validate(); err != nil {
+		t.Errorf("FULL covers any key: %v", err)
 	}
 }
 

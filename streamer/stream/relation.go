@@ -42,17 +42,24 @@ func (s *Streamer) describe(ctx context.Context, m *pglogrepl.RelationMessage) (
 	} else if err != nil {
 		return nil, err
 	}
-	t := &schema.Table{Schema: m.Namespace, Name: m.RelationName, OID: m.RelationID, Target: tc.Target, ReplicaIdentity: m.ReplicaIdentity}
-	for _, c := range m.Columns {
+	t := &schema.Table{Schema: m.Namespace, Name: m.RelationName, OID: m.RelationID, Target: tc.Target, ReplicaIdentity: m.ReplicaIdentity, Partitioned: cat.Partitioned}
+	for i, c := range m.Columns {
 		typ, err := s.Env.Types.Lookup(ctx, s.Env.PG, c.DataType)
 		if err != nil {
 			return nil, err
 		}
-		col := schema.Column{Name: c.Name, Type: typ, SQLType: typ.Name}
-		if i := cat.Column(c.Name); i >= 0 {
-			col.SQLType = cat.Columns[i].SQLType
+		col := schema.Column{Name: c.Name, Type: typ}
+		if ci := cat.Column(c.Name); ci >= 0 {
+			col.SQLType = cat.Columns[ci].SQLType
+		} else if col.SQLType, err = pg.FormatType(ctx, s.Env.PG, c.DataType, c.TypeModifier); err != nil {
+			return nil, err
 		}
 		t.Columns = append(t.Columns, col)
+		// The Relation message flags the replica identity's columns (all of them for FULL):
+		// what this stream's old tuples will carry.
+		if c.Flags&1 != 0 {
+			t.Identity = append(t.Identity, i)
+		}
 	}
 	for _, ci := range cat.Key {
 		i := t.Column(cat.Columns[ci].Name)
