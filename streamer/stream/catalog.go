@@ -5,7 +5,9 @@ import (
 	"time"
 
 	"tandem/shared/control"
+	"tandem/shared/fault"
 	"tandem/shared/pg"
+	"tandem/shared/pipeline"
 )
 
 // watchCatalog compares, every CatalogInterval, the replicated tables in the catalog with
@@ -30,6 +32,10 @@ func (s *session) checkCatalog(ctx context.Context) error {
 		// Before the first snapshot run, the state machine plans every table.
 		return err
 	}
+	// Tables that left the configuration or the publication are not replicated any more.
+	if err := s.Env.MarkRemoved(ctx, s.replicated(sources)); err != nil {
+		return err
+	}
 	for _, source := range sources {
 		t, err := s.Env.Describe(ctx, source)
 		if err != nil {
@@ -51,7 +57,16 @@ func (s *session) checkCatalog(ctx context.Context) error {
 		if st.State == control.Failed {
 			continue
 		}
-		reason, err := s.reshaped(ctx, t, st.Shape)
+		if err := pipeline.StaleConfig(st, t); err != nil {
+			// The Relation path stops the streamer at the table's next change; until then
+			// nothing is written to the retired target.
+			s.Env.Log.Error("stale configuration", "table", source, "error", err.Error())
+			continue
+		}
+		reason, err := s.resnapshotReason(ctx, t, st)
+		if fault.IsFatal(err) {
+			continue // refused: plan and status report it, the Relation path skips the table
+		}
 		if err != nil || reason == "" {
 			if err != nil {
 				return err

@@ -1,0 +1,57 @@
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// MissingTables returns those of the "schema.table" names that are no table of the
+// database (a misspelling in the configuration, or a table dropped since).
+func MissingTables(ctx context.Context, q Querier, tables []string) ([]string, error) {
+	var missing []string
+	for _, t := range tables {
+		schema, table, _ := strings.Cut(t, ".")
+		var exists bool
+		err := q.QueryRow(ctx, `
+			SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			               WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p'))`, schema, table).Scan(&exists)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: looking up table %s: %w", t, err)
+		}
+		if !exists {
+			missing = append(missing, t)
+		}
+	}
+	return missing, nil
+}
+
+// Publication is a publication as the catalog describes it.
+type Publication struct {
+	Exists, AllTables bool
+}
+
+// ReadPublication reads whether the publication exists and whether it is FOR ALL TABLES.
+func ReadPublication(ctx context.Context, q Querier, name string) (Publication, error) {
+	var p Publication
+	err := q.QueryRow(ctx, "SELECT true, puballtables FROM pg_publication WHERE pubname = $1", name).Scan(&p.Exists, &p.AllTables)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return p, fmt.Errorf("postgres: reading publication %s: %w", name, err)
+	}
+	return p, nil
+}
+
+// DropFromPublication removes "schema.table" names from a publication.
+func DropFromPublication(ctx context.Context, q Querier, name string, tables []string) error {
+	if len(tables) == 0 {
+		return nil
+	}
+	sql := "ALTER PUBLICATION " + pgx.Identifier{name}.Sanitize() + " DROP TABLE " + qualifiedList(tables)
+	if _, err := q.Exec(ctx, sql); err != nil {
+		return fmt.Errorf("postgres: removing %s from publication %s: %w", strings.Join(tables, ", "), name, err)
+	}
+	return nil
+}
