@@ -121,13 +121,10 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 		}
 		o := control.PlanOptions{Target: t.Target, KeyColumns: KeyNames(t), RowsEstimate: t.EstimatedRows, Reset: in.Reset, FloorLSN: floor}
 		if p.drift != "" {
-			// The new snapshot replaces what the stream wrote before now; later changes are
-			// streamed into the configured target.
-			lsn, err := pg.CurrentLSN(ctx, e.PG)
-			if err != nil {
-				return out, err
-			}
-			o.Reset, o.FloorLSN = true, max(floor, uint64(lsn))
+			// The new snapshot replaces what the stream wrote before the slot's confirmed
+			// position (stale items of a target used before); every change after it is
+			// streamed into the configured target, by this streamer or after a restart.
+			o.Reset, o.FloorLSN = true, max(floor, uint64(start))
 			e.Log.Warn("configuration changed: snapshotting the table again", "table", t.Source(), "change", p.drift)
 		}
 		st, err := e.Control.Plan(ctx, t.Source(), o)
