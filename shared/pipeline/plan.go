@@ -138,7 +138,11 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 		}
 		out.Tables = append(out.Tables, PlanTable{Table: t.Source(), Target: t.Target, RowsEstimate: t.EstimatedRows, State: st.State})
 	}
-	if err := e.MarkRemoved(ctx, replicated); err != nil {
+	recorded, err := e.Control.Tables(ctx)
+	if err != nil {
+		return out, err
+	}
+	if err := e.MarkRemoved(ctx, recorded, replicated); err != nil {
 		return out, err
 	}
 	e.Log.Info("plan ready", "slot", cfg.Slot, "start_lsn", out.StartLSN, "tables", len(out.Tables))

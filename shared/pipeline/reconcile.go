@@ -122,12 +122,8 @@ func StaleConfig(st control.TableState, t *schema.Table) error {
 
 // MarkRemoved marks every recorded table that is not in replicated (the configured
 // tables of the publication) as removed: not replicated, never consistent.
-func (e *Env) MarkRemoved(ctx context.Context, replicated []string) error {
-	tables, err := e.Control.Tables(ctx)
-	if err != nil {
-		return err
-	}
-	for _, st := range tables {
+func (e *Env) MarkRemoved(ctx context.Context, recorded []control.TableState, replicated []string) error {
+	for _, st := range recorded {
 		if slices.Contains(replicated, st.Source) || st.State == control.Removed {
 			continue
 		}

@@ -33,7 +33,7 @@ func (s *session) checkCatalog(ctx context.Context) error {
 		return err
 	}
 	// Tables that left the configuration or the publication are not replicated any more.
-	if err := s.Env.MarkRemoved(ctx, s.replicated(sources)); err != nil {
+	if err := s.Env.MarkRemoved(ctx, planned, s.replicated(sources)); err != nil {
 		return err
 	}
 	for _, source := range sources {
@@ -58,10 +58,8 @@ func (s *session) checkCatalog(ctx context.Context) error {
 			continue
 		}
 		if err := pipeline.StaleConfig(st, t); err != nil {
-			// The Relation path stops the streamer at the table's next change; until then
-			// nothing is written to the retired target.
-			s.Env.Log.Error("stale configuration", "table", source, "error", err.Error())
-			continue
+			s.stale.Store(&err) // the receive loop ends the session, and the streamer exits
+			return err
 		}
 		reason, err := s.resnapshotReason(ctx, t, st)
 		if fault.IsFatal(err) {

@@ -194,10 +194,8 @@ func (s *Streamer) session(ctx context.Context) error {
 	if err != nil {
 		return classify(err)
 	}
-	if len(recorded) > 0 {
-		if err := s.Env.MarkRemoved(ctx, s.replicated(sources)); err != nil {
-			return err
-		}
+	if err := s.Env.MarkRemoved(ctx, recorded, s.replicated(sources)); err != nil {
+		return err
 	}
 	if _, _, err := s.Env.EnsureSlot(ctx, false); err != nil {
 		return classify(err)
@@ -296,12 +294,18 @@ type session struct {
 	confirmed    pglogrepl.LSN
 	lastRetained time.Time
 	retained     uint64
+	// stale is set when the catalog watcher finds this process's configuration older
+	// than the last plan's: the session ends with it (a fatal error).
+	stale atomic.Pointer[error]
 }
 
 func (s *session) receive(ctx context.Context) error {
 	for {
 		if err := s.ap.failed(); err != nil {
 			return err
+		}
+		if err := s.stale.Load(); err != nil {
+			return *err
 		}
 		s.connMu.Lock()
 		rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
