@@ -55,3 +55,18 @@ func DropFromPublication(ctx context.Context, q Querier, name string, tables []s
 	}
 	return nil
 }
+
+// PublicationMembers lists the "schema.table" names added to a publication one by one
+// (ALTER PUBLICATION ... DROP TABLE can remove exactly these; partitions a partitioned
+// member publishes and tables of a published schema are not among them).
+func PublicationMembers(ctx context.Context, q Querier, name string) ([]string, error) {
+	rows, err := q.Query(ctx, `
+		SELECT n.nspname || '.' || c.relname
+		FROM pg_publication p JOIN pg_publication_rel r ON r.prpubid = p.oid
+		JOIN pg_class c ON c.oid = r.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE p.pubname = $1 ORDER BY 1`, name)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: listing publication %s: %w", name, err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}

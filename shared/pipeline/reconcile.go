@@ -72,7 +72,11 @@ func (e *Env) EnsurePublication(ctx context.Context) error {
 	if err := pg.EnsurePublication(ctx, e.PG, name, tables); err != nil {
 		return err
 	}
-	extra := slices.DeleteFunc(members, func(t string) bool { return slices.Contains(tables, t) })
+	direct, err := pg.PublicationMembers(ctx, e.PG, name)
+	if err != nil {
+		return err
+	}
+	extra := slices.DeleteFunc(direct, func(t string) bool { return slices.Contains(tables, t) })
 	if len(extra) > 0 {
 		e.Log.Info("tables left the configuration: removing them from the publication", "publication", name, "tables", extra)
 	}
