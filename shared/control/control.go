@@ -25,6 +25,9 @@ const (
 	Running = "running"
 	Done    = "done"
 	Failed  = "failed"
+	// Removed: the table left the configuration or the publication; its changes are no
+	// longer applied, so it is never consistent (DESIGN §2.12).
+	Removed = "removed"
 )
 
 // ErrFenced means the table's epoch or state changed under a snapshot (a TRUNCATE, a

@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
@@ -42,6 +43,12 @@ type TableState struct {
 	Runner string `dynamodbav:"runner,omitempty"`
 	// FinalizedEpoch is the epoch whose snapshot was finalized (swept).
 	FinalizedEpoch int64 `dynamodbav:"finalized_epoch,omitempty"`
+	// KeyColumns are the item key's columns the snapshot was taken with; with Target,
+	// what plan and the streamer compare the configuration with (DESIGN §2.12).
+	KeyColumns []string `dynamodbav:"key_columns,omitempty"`
+	// RetiredTargets are targets this table was replicated into before its target changed:
+	// left as they were, no longer updated.
+	RetiredTargets []string `dynamodbav:"retired_targets,omitempty"`
 	// Shape is the table's columns ("name:type-oid") as last seen, to detect schema changes.
 	Shape []string `dynamodbav:"shape,omitempty"`
 	// Degraded says why the target lacks a change (a dead letter): the table is not
@@ -103,7 +110,9 @@ func boolPtr(b bool) *bool { return &b }
 
 // PlanOptions says how to (re)plan a table.
 type PlanOptions struct {
-	Target       string
+	Target string
+	// KeyColumns are the item key's columns.
+	KeyColumns   []string
 	RowsEstimate int64
 	// Reset restarts the snapshot from the first key and fences a running one.
 	Reset bool
@@ -116,8 +125,9 @@ type PlanOptions struct {
 // RunnerStreamer marks snapshots the streamer runs in-process.
 const RunnerStreamer = "streamer"
 
-// Plan registers a table for snapshot. A new table, a failed one, and (with Reset) any
-// table become pending. It returns the resulting state.
+// Plan registers a table for snapshot. A new table, a failed or removed one, and (with
+// Reset) any table become pending. A table whose target changes keeps its old target in
+// RetiredTargets. It returns the resulting state.
 func (s *Store) Plan(ctx context.Context, source string, o PlanOptions) (TableState, error) {
 	for {
 		cur, found, err := s.Table(ctx, source)
@@ -126,7 +136,7 @@ func (s *Store) Plan(ctx context.Context, source string, o PlanOptions) (TableSt
 		}
 		now := s.now()
 		if !found {
-			t := TableState{ID: tableID(source), Source: source, Target: o.Target, State: Pending, Epoch: 1,
+			t := TableState{ID: tableID(source), Source: source, Target: o.Target, KeyColumns: o.KeyColumns, State: Pending, Epoch: 1,
 				RowsEstimate: o.RowsEstimate, FloorLSN: o.FloorLSN, Runner: o.Runner, UpdatedAt: now}
 			ok, err := s.put(ctx, t, condPtr(expression.AttributeNotExists(ddb.Name("id"))))
 			if err != nil || ok {
@@ -134,7 +144,15 @@ func (s *Store) Plan(ctx context.Context, source string, o PlanOptions) (TableSt
 			}
 			continue
 		}
-		if !o.Reset && cur.State != Failed {
+		if !o.Reset && cur.State != Failed && cur.State != Removed {
+			if cur.KeyColumns == nil && len(o.KeyColumns) > 0 {
+				// Recorded before keys were: the key it was snapshotted with is the current one.
+				upd := expression.Set(ddb.Name("key_columns"), expression.Value(o.KeyColumns))
+				if _, err := s.update(ctx, tableID(source), upd, condPtr(expression.AttributeNotExists(ddb.Name("key_columns")))); err != nil {
+					return cur, err
+				}
+				cur.KeyColumns = o.KeyColumns
+			}
 			return cur, nil
 		}
 		upd := expression.Set(nameState, expression.Value(Pending)).
@@ -142,6 +160,16 @@ func (s *Store) Plan(ctx context.Context, source string, o PlanOptions) (TableSt
 			Set(ddb.Name("rows_estimate"), expression.Value(o.RowsEstimate)).
 			Set(ddb.Name("updated_at"), expression.Value(now)).
 			Remove(ddb.Name("error"))
+		if len(o.KeyColumns) > 0 {
+			upd = upd.Set(ddb.Name("key_columns"), expression.Value(o.KeyColumns))
+		}
+		if retired := retire(cur, o.Target); !slices.Equal(retired, cur.RetiredTargets) {
+			if len(retired) > 0 {
+				upd = upd.Set(ddb.Name("retired_targets"), expression.Value(retired))
+			} else {
+				upd = upd.Remove(ddb.Name("retired_targets"))
+			}
+		}
 		if o.Runner != "" {
 			upd = upd.Set(ddb.Name("runner"), expression.Value(o.Runner))
 		} else {
@@ -165,6 +193,38 @@ func (s *Store) Plan(ctx context.Context, source string, o PlanOptions) (TableSt
 		if ok {
 			t, _, err := s.Table(ctx, source)
 			return t, err
+		}
+	}
+}
+
+// retire is cur's retired targets once the table moves to target: the old target joins
+// them, and target (moved back to) leaves them.
+func retire(cur TableState, target string) []string {
+	out := slices.DeleteFunc(slices.Clone(cur.RetiredTargets), func(t string) bool { return t == target })
+	if cur.Target != "" && cur.Target != target && !slices.Contains(out, cur.Target) {
+		out = append(out, cur.Target)
+	}
+	return out
+}
+
+// MarkRemoved records that a table is no longer replicated (it left the configuration or
+// the publication): never consistent again until planned anew, and a running snapshot of
+// it is fenced (DESIGN §2.12).
+func (s *Store) MarkRemoved(ctx context.Context, source, reason string) error {
+	for {
+		cur, found, err := s.Table(ctx, source)
+		if err != nil || !found || (cur.State == Removed && cur.Error == reason) {
+			return err
+		}
+		upd := expression.Set(nameState, expression.Value(Removed)).
+			Set(nameEpoch, expression.Value(cur.Epoch+1)).
+			Set(ddb.Name("consistent"), expression.Value(false)).
+			Set(ddb.Name("error"), expression.Value(reason)).
+			Set(ddb.Name("updated_at"), expression.Value(s.now())).
+			Remove(ddb.Name("runner"))
+		ok, err := s.update(ctx, tableID(source), upd, condPtr(nameEpoch.Equal(expression.Value(cur.Epoch))))
+		if err != nil || ok {
+			return err
 		}
 	}
 }

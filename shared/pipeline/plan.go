@@ -9,6 +9,7 @@ import (
 
 	"tandem/shared/control"
 	"tandem/shared/pg"
+	"tandem/shared/schema"
 	"tandem/shared/target"
 )
 
@@ -37,16 +38,23 @@ type PlanTable struct {
 
 // Plan ensures the publication and the slot exist (slot first, DESIGN §2.1), discovers and
 // validates the tables, creates their target tables and marks their snapshots pending.
+// It reconciles the configuration with the control table (DESIGN §2.12): a table whose
+// target changed is snapshotted again into the new target (the old one is left as it is),
+// one no longer configured or published is marked removed. It records nothing for the
+// tables when any table is refused.
 func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 	cfg := e.Config
 	out := PlanOutput{Slot: cfg.Slot, MaxConcurrency: cfg.MaxConcurrency}
 	if err := pg.CheckServer(ctx, e.PG); err != nil {
 		return out, err
 	}
+	if err := e.CheckConfiguredTables(ctx, nil); err != nil {
+		return out, err
+	}
 	if err := e.Control.EnsureTable(ctx); err != nil {
 		return out, err
 	}
-	if err := pg.EnsurePublication(ctx, e.PG, cfg.Publication, cfg.SourceTables()); err != nil {
+	if err := e.EnsurePublication(ctx); err != nil {
 		return out, err
 	}
 	start, created, err := e.EnsureSlot(ctx, in.Reset)
@@ -65,38 +73,76 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 	if err != nil {
 		return out, err
 	}
+	// Every table is validated before any is recorded: a refused plan leaves no half state.
+	type planned struct {
+		t     *schema.Table
+		drift string
+	}
+	var tables []planned
+	var replicated []string
 	var problems []error
 	for _, id := range sources {
 		if _, ok := cfg.TableFor(id); !ok {
 			continue
 		}
 		source := id.String()
+		replicated = append(replicated, source)
 		t, err := e.DescribeTable(ctx, id)
 		if err != nil {
 			problems = append(problems, err)
 			continue
 		}
+		st, found, err := e.Control.Table(ctx, source)
+		if err != nil {
+			return out, err
+		}
+		var drift string
+		if found {
+			if drift, err = Drift(st, t); err != nil {
+				problems = append(problems, err)
+				continue
+			}
+		}
+		tables = append(tables, planned{t, drift})
+	}
+	if len(problems) > 0 {
+		return out, fmt.Errorf("plan: %d table(s) cannot be replicated: %w", len(problems), errors.Join(problems...))
+	}
+	if len(tables) == 0 {
+		return out, fmt.Errorf("plan: publication %s contains none of the configured tables", cfg.Publication)
+	}
+	for _, p := range tables {
+		t := p.t
 		if *cfg.CreateTables {
 			if err := target.EnsureTable(ctx, e.DB, t); err != nil {
 				return out, err
 			}
 		}
-		st, err := e.Control.Plan(ctx, source, control.PlanOptions{Target: t.Target, RowsEstimate: t.EstimatedRows, Reset: in.Reset, FloorLSN: floor})
+		o := control.PlanOptions{Target: t.Target, KeyColumns: KeyNames(t), RowsEstimate: t.EstimatedRows, Reset: in.Reset, FloorLSN: floor}
+		if p.drift != "" {
+			// The new snapshot replaces what the stream wrote before the slot's confirmed
+			// position (stale items of a target used before); every change after it is
+			// streamed into the configured target, by this streamer or after a restart.
+			o.Reset, o.FloorLSN = true, max(floor, uint64(start))
+			e.Log.Warn("configuration changed: snapshotting the table again", "table", t.Source(), "change", p.drift)
+		}
+		st, err := e.Control.Plan(ctx, t.Source(), o)
 		if err != nil {
 			return out, err
 		}
-		if st.Shape == nil {
-			if err := e.Control.SetShape(ctx, source, t.Shape()); err != nil {
+		if st.Shape == nil || p.drift != "" {
+			if err := e.Control.SetShape(ctx, t.Source(), t.Shape()); err != nil {
 				return out, err
 			}
 		}
-		out.Tables = append(out.Tables, PlanTable{Table: source, Target: t.Target, RowsEstimate: t.EstimatedRows, State: st.State})
+		out.Tables = append(out.Tables, PlanTable{Table: t.Source(), Target: t.Target, RowsEstimate: t.EstimatedRows, State: st.State})
 	}
-	if len(problems) > 0 {
-		return out, fmt.Errorf("plan: %d table(s) cannot be replicated: %w", len(problems), errors.Join(problems...))
+	recorded, err := e.Control.Tables(ctx)
+	if err != nil {
+		return out, err
 	}
-	if len(out.Tables) == 0 {
-		return out, fmt.Errorf("plan: publication %s contains none of the configured tables", cfg.Publication)
+	if err := e.MarkRemoved(ctx, recorded, replicated); err != nil {
+		return out, err
 	}
 	e.Log.Info("plan ready", "slot", cfg.Slot, "start_lsn", out.StartLSN, "tables", len(out.Tables))
 	return out, nil

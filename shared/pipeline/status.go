@@ -2,11 +2,13 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 
 	"tandem/shared/control"
+	"tandem/shared/ident"
 	"tandem/shared/pg"
 )
 
@@ -52,6 +54,9 @@ type TableStatus struct {
 	// the table is snapshotted again.
 	Degraded    string `json:"degraded,omitempty"`
 	DeadLetters int    `json:"dead_letters,omitempty"`
+	// PreviousTargets are targets the table was replicated into before its target changed
+	// in the configuration: left as they were, no longer updated.
+	PreviousTargets []string `json:"previous_targets,omitempty"`
 }
 
 // StatusInput optionally carries a state machine run's per-table results (the Map's
@@ -102,10 +107,11 @@ func (e *Env) Status(ctx context.Context, in StatusInput) (StatusOutput, error) 
 	for _, t := range tables {
 		ts := TableStatus{Table: t.Source, Target: t.Target, State: t.State, RowsCopied: t.RowsCopied, RowsEstimate: t.RowsEstimate,
 			Chunks: t.Chunks, Consistent: t.IsConsistent(cp.AppliedLSN), Error: t.Error,
-			Degraded: t.Degraded, DeadLetters: perTable[t.Source]}
+			Degraded: t.Degraded, DeadLetters: perTable[t.Source], PreviousTargets: t.RetiredTargets}
 		if t.State == control.Done {
 			ts.ConsistentLSN = pglogrepl.LSN(t.ConsistentLSN).String()
 		}
+		e.reconciled(ctx, t, &ts)
 		out.Tables = append(out.Tables, ts)
 		if t.State == control.Failed && in.Results == nil {
 			out.FailedTables = append(out.FailedTables, t.Source)
@@ -117,4 +123,34 @@ func (e *Env) Status(ctx context.Context, in StatusInput) (StatusOutput, error) 
 		}
 	}
 	return out, nil
+}
+
+// reconciled makes a table's status reflect a configuration that plan has not reconciled
+// yet: a table no longer configured is removed, and a changed target or key is not
+// consistent, since what the configuration names was not filled (DESIGN §2.12).
+func (e *Env) reconciled(ctx context.Context, st control.TableState, ts *TableStatus) {
+	if st.State == control.Removed {
+		return
+	}
+	id, err := ident.Parse(st.Source)
+	if err != nil {
+		return
+	}
+	tc, ok := e.Config.TableFor(id)
+	if !ok {
+		ts.State, ts.Consistent = control.Removed, false
+		ts.Error = "removed from the configured tables: its changes are no longer applied"
+		return
+	}
+	if tc.Target != st.Target {
+		ts.Consistent = false
+		ts.Error = fmt.Sprintf("the configuration replicates it into %s, which is not filled yet: run plan", tc.Target)
+		return
+	}
+	if t, err := e.DescribeTable(ctx, id); err == nil {
+		if _, err := Drift(st, t); err != nil {
+			ts.Consistent = false
+			ts.Error = err.Error()
+		}
+	}
 }

@@ -5,7 +5,9 @@ import (
 	"time"
 
 	"tandem/shared/control"
+	"tandem/shared/fault"
 	"tandem/shared/pg"
+	"tandem/shared/pipeline"
 )
 
 // watchCatalog compares, every CatalogInterval, the replicated tables in the catalog with
@@ -30,6 +32,10 @@ func (s *session) checkCatalog(ctx context.Context) error {
 		// Before the first snapshot run, the state machine plans every table.
 		return err
 	}
+	// Tables that left the configuration or the publication are not replicated any more.
+	if err := s.Env.MarkRemoved(ctx, planned, s.replicated(sources)); err != nil {
+		return err
+	}
 	for _, id := range sources {
 		t, err := s.Env.DescribeTable(ctx, id)
 		if err != nil {
@@ -51,7 +57,14 @@ func (s *session) checkCatalog(ctx context.Context) error {
 		if st.State == control.Failed {
 			continue
 		}
-		reason, err := s.reshaped(ctx, t, st.Shape)
+		if err := pipeline.StaleConfig(st, t); err != nil {
+			s.stale.Store(&err) // the receive loop ends the session, and the streamer exits
+			return err
+		}
+		reason, err := s.resnapshotReason(ctx, t, st)
+		if fault.IsFatal(err) {
+			continue // refused: plan and status report it, the Relation path skips the table
+		}
 		if err != nil || reason == "" {
 			if err != nil {
 				return err

@@ -23,7 +23,7 @@ func (s *session) plan(ctx context.Context, t *schema.Table, o control.PlanOptio
 			return err
 		}
 	}
-	o.Target, o.RowsEstimate, o.Runner = full.Target, full.EstimatedRows, control.RunnerStreamer
+	o.Target, o.KeyColumns, o.RowsEstimate, o.Runner = full.Target, pipeline.KeyNames(full), full.EstimatedRows, control.RunnerStreamer
 	st, err := s.Env.Control.Plan(ctx, t.Source(), o)
 	if err != nil {
 		return err
@@ -69,7 +69,7 @@ func (s *Streamer) resumeSnapshots(ctx context.Context) error {
 		return err
 	}
 	for _, t := range tables {
-		if t.Runner == control.RunnerStreamer && t.State != control.Failed && (t.State != control.Done || t.FinalizedEpoch != t.Epoch) {
+		if t.Runner == control.RunnerStreamer && t.State != control.Failed && t.State != control.Removed && (t.State != control.Done || t.FinalizedEpoch != t.Epoch) {
 			s.runSnapshot(ctx, t.Source, t.Epoch)
 		}
 	}

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 
@@ -9,6 +10,7 @@ import (
 
 	"tandem/shared/control"
 	"tandem/shared/pg"
+	"tandem/shared/pipeline"
 	"tandem/shared/schema"
 )
 
@@ -41,7 +43,20 @@ func (s *session) relation(ctx context.Context, m *pglogrepl.RelationMessage) er
 		return s.planNew(ctx, t)
 	}
 	rel.floor = st.FloorLSN
-	reason, err := s.reshaped(ctx, t, st.Shape)
+	if err := pipeline.StaleConfig(st, t); err != nil {
+		return err
+	}
+	reason, err := s.resnapshotReason(ctx, t, st)
+	var refused *pg.Misconfigured
+	if errors.As(err, &refused) {
+		// A configuration change the stream cannot apply (a new key for the old target):
+		// writing on would mix keys in one target. Plan refuses it with the fix.
+		rel.table, rel.skip = nil, err.Error()
+		if prev != nil && prev.skip == rel.skip {
+			return nil
+		}
+		return s.skipTable(ctx, t.Source(), rel.skip)
+	}
 	if err != nil {
 		return err
 	}
@@ -83,14 +98,14 @@ func (s *session) reshape(ctx context.Context, t *schema.Table, reason string, f
 	if err != nil || !found {
 		return err
 	}
-	if again, err := s.reshaped(ctx, t, st.Shape); err != nil || again == "" {
+	if again, err := s.resnapshotReason(ctx, t, st); err != nil || again == "" {
 		return err
 	}
 	return s.reshapeLocked(ctx, t, st.Shape, reason, floor)
 }
 
 func (s *session) reshapeLocked(ctx context.Context, t *schema.Table, recorded []string, reason string, floor uint64) error {
-	s.Env.Log.Info("table shape changed: snapshotting it again while streaming", "table", t.Source(), "change", reason, "floor_lsn", pglogrepl.LSN(floor).String())
+	s.Env.Log.Info("table changed: snapshotting it again while streaming", "table", t.Source(), "change", reason, "floor_lsn", pglogrepl.LSN(floor).String())
 	if err := s.plan(ctx, t, control.PlanOptions{Reset: true, FloorLSN: floor}); err != nil {
 		return err
 	}
@@ -113,6 +128,17 @@ func (s *session) skipTable(ctx context.Context, source, reason string) error {
 		}
 	}
 	return s.Env.Control.AddDeadLetter(ctx, control.DeadLetter{Table: source, Key: "*", LSN: uint64(s.commitLSN), Source: "stream", Reason: "table cannot be replicated, its changes are skipped: " + reason})
+}
+
+// resnapshotReason explains why the items written so far no longer match the table as
+// configured: its target or key changed in the configuration, it is replicated again
+// after it was removed (pipeline.Drift, as plan decides it), or its shape changed.
+func (s *session) resnapshotReason(ctx context.Context, t *schema.Table, st control.TableState) (string, error) {
+	reason, err := pipeline.Drift(st, t)
+	if err != nil || reason != "" {
+		return reason, err
+	}
+	return s.reshaped(ctx, t, st.Shape)
 }
 
 // reshaped explains why items written in the recorded shape no longer match the table, or

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,8 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"tandem/shared/control"
+	"tandem/shared/fault"
+	"tandem/shared/ident"
 	"tandem/shared/pg"
 	"tandem/shared/pipeline"
 	"tandem/shared/precedence"
@@ -96,6 +99,11 @@ func (s *Streamer) Run(ctx context.Context) error {
 		if errors.As(err, &perm) {
 			return perm.error
 		}
+		if fault.IsFatal(err) {
+			// A configuration error (e.g. a stale configuration) met while streaming: no
+			// reconnect fixes it.
+			return err
+		}
 		if time.Since(began) > time.Minute {
 			backoff = time.Second
 		}
@@ -167,11 +175,27 @@ func (s *Streamer) session(ctx context.Context) error {
 	if err := pg.CheckServer(ctx, s.Env.PG); err != nil {
 		return classify(err)
 	}
+	recorded, err := s.Env.Control.Tables(ctx)
+	if err != nil {
+		return err
+	}
+	known := func(source string) bool {
+		return slices.ContainsFunc(recorded, func(t control.TableState) bool { return t.Source == source })
+	}
+	// A configured table that never existed is a misspelling; one the control table knows
+	// was dropped since, and must not stop the other tables.
+	if err := s.Env.CheckConfiguredTables(ctx, known); err != nil {
+		return classify(err)
+	}
 	if err := s.ensurePublication(ctx); err != nil {
 		return classify(err)
 	}
-	if _, err := pg.PublicationTables(ctx, s.Env.PG, cfg.Publication); err != nil {
+	sources, err := pg.PublicationTables(ctx, s.Env.PG, cfg.Publication)
+	if err != nil {
 		return classify(err)
+	}
+	if err := s.Env.MarkRemoved(ctx, recorded, s.replicated(sources)); err != nil {
+		return err
 	}
 	if _, _, err := s.Env.EnsureSlot(ctx, false); err != nil {
 		return classify(err)
@@ -239,7 +263,18 @@ func (s *Streamer) ensurePublication(ctx context.Context) error {
 	if _, recorded, err := s.Env.Control.Slot(ctx); err != nil || recorded {
 		return err
 	}
-	return pg.EnsurePublication(ctx, s.Env.PG, s.Env.Config.Publication, s.Env.Config.SourceTables())
+	return s.Env.EnsurePublication(ctx)
+}
+
+// replicated filters the publication's tables down to the configured ones.
+func (s *Streamer) replicated(sources []ident.Table) []string {
+	var out []string
+	for _, id := range sources {
+		if _, ok := s.Env.Config.TableFor(id); ok {
+			out = append(out, id.String())
+		}
+	}
+	return out
 }
 
 // session is the state of one replication connection.
@@ -262,12 +297,18 @@ type session struct {
 	confirmed    pglogrepl.LSN
 	lastRetained time.Time
 	retained     uint64
+	// stale is set when the catalog watcher finds this process's configuration older
+	// than the last plan's: the session ends with it (a fatal error).
+	stale atomic.Pointer[error]
 }
 
 func (s *session) receive(ctx context.Context) error {
 	for {
 		if err := s.ap.failed(); err != nil {
 			return err
+		}
+		if err := s.stale.Load(); err != nil {
+			return *err
 		}
 		s.connMu.Lock()
 		rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)

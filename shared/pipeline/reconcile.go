@@ -1,0 +1,159 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"tandem/shared/control"
+	"tandem/shared/ident"
+	"tandem/shared/pg"
+	"tandem/shared/schema"
+)
+
+// This file reconciles the configuration with the control state (DESIGN §2.12): plan and
+// the streamer both use it, so they agree on what a configuration change means.
+
+// CheckConfiguredTables fails, naming them, when configured tables do not exist: a
+// misspelling no retry can fix. exempt (may be nil) spares tables known to the control
+// table, which the streamer treats as dropped rather than stop every other table.
+func (e *Env) CheckConfiguredTables(ctx context.Context, exempt func(source string) bool) error {
+	missing, err := pg.MissingTables(ctx, e.PG, e.Config.SourceTables())
+	if err != nil {
+		return err
+	}
+	missing = slices.DeleteFunc(missing, func(t ident.Table) bool { return exempt != nil && exempt(t.String()) })
+	if len(missing) == 0 {
+		return nil
+	}
+	return pg.Misconfiguredf("config: configured table(s) %s do not exist in the database: correct or remove them in the configured tables (names are case-sensitive and taken as written; quote a part with dots or commas: schema.\"a.b\")",
+		names(missing))
+}
+
+func names(tables []ident.Table) string {
+	parts := make([]string, len(tables))
+	for i, t := range tables {
+		parts[i] = t.String()
+	}
+	return strings.Join(parts, ", ")
+}
+
+// EnsurePublication creates the publication when it is missing, recording that Tandem
+// created it. A publication Tandem created follows the configured tables (new ones join
+// it, removed ones leave it); one the user created is never altered, only checked.
+func (e *Env) EnsurePublication(ctx context.Context) error {
+	name, tables := e.Config.Publication, e.Config.SourceTables()
+	pub, err := pg.ReadPublication(ctx, e.PG, name)
+	if err != nil {
+		return err
+	}
+	rec, found, err := e.Control.Publication(ctx)
+	if err != nil {
+		return err
+	}
+	owned := found && rec.CreatedByTandem && rec.Publication == name
+	if !pub.Exists {
+		if !owned {
+			if err := e.Control.RecordPublication(ctx, name); err != nil {
+				return err
+			}
+		}
+		return pg.EnsurePublication(ctx, e.PG, name, tables)
+	}
+	if pub.AllTables || len(tables) == 0 {
+		// FOR ALL TABLES cannot drop single tables; the configuration filters them.
+		return nil
+	}
+	members, err := pg.PublicationTables(ctx, e.PG, name)
+	if err != nil {
+		return err
+	}
+	missing := slices.DeleteFunc(slices.Clone(tables), func(t ident.Table) bool { return slices.Contains(members, t) })
+	if !owned {
+		if len(missing) > 0 {
+			sqls := make([]string, len(missing))
+			for i, t := range missing {
+				sqls[i] = t.SQL()
+			}
+			return pg.Misconfiguredf("publication %s was not created by Tandem, so Tandem does not alter it, and it lacks the configured table(s) %s: run ALTER PUBLICATION %s ADD TABLE %s; or remove them from the configured tables",
+				name, names(missing), ident.Quote(name), strings.Join(sqls, ", "))
+		}
+		return nil
+	}
+	if err := pg.EnsurePublication(ctx, e.PG, name, tables); err != nil {
+		return err
+	}
+	direct, err := pg.PublicationMembers(ctx, e.PG, name)
+	if err != nil {
+		return err
+	}
+	extra := slices.DeleteFunc(direct, func(t ident.Table) bool { return slices.Contains(tables, t) })
+	if len(extra) > 0 {
+		e.Log.Info("tables left the configuration: removing them from the publication", "publication", name, "tables", names(extra))
+	}
+	return pg.DropFromPublication(ctx, e.PG, name, extra)
+}
+
+// KeyNames lists the item key's columns.
+func KeyNames(t *schema.Table) []string {
+	names := make([]string, len(t.Key))
+	for i, ci := range t.Key {
+		names[i] = t.Columns[ci].Name
+	}
+	return names
+}
+
+// Drift compares a recorded table with t, the table as configured now (target and key).
+// It returns why the table must be snapshotted again into its configured target (a new
+// target, replicated again after it was removed), "" when nothing changed, or an error
+// when the change needs the operator: a new key for a target keyed by the old one.
+func Drift(st control.TableState, t *schema.Table) (string, error) {
+	key := KeyNames(t)
+	keyChanged := st.KeyColumns != nil && !slices.Equal(st.KeyColumns, key)
+	switch {
+	case keyChanged && st.Target == t.Target:
+		return "", pg.Misconfiguredf("the item key of %s changed from (%s) to (%s), but its target %s holds items keyed by (%s): configure a new target for it (tables[].target), and plan snapshots it again into that table and leaves %s as it is; or restore its key_columns",
+			t.Source(), strings.Join(st.KeyColumns, ", "), strings.Join(key, ", "), st.Target, strings.Join(st.KeyColumns, ", "), st.Target)
+	case st.Target != t.Target && keyChanged:
+		return fmt.Sprintf("target changed from %s to %s and key from (%s) to (%s)", st.Target, t.Target, strings.Join(st.KeyColumns, ", "), strings.Join(key, ", ")), nil
+	case st.Target != t.Target:
+		return fmt.Sprintf("target changed from %s to %s", st.Target, t.Target), nil
+	case st.State == control.Removed:
+		return "replicated again after it was removed (" + st.Error + ")", nil
+	}
+	return "", nil
+}
+
+// StaleConfig reports a streamer whose configuration is older than the last plan's: its
+// target for t is one plan retired. Writing there would leave the current target
+// without the changes while it is reported consistent.
+func StaleConfig(st control.TableState, t *schema.Table) error {
+	if st.Target != t.Target && slices.Contains(st.RetiredTargets, t.Target) {
+		return pg.Misconfiguredf("this process's configuration replicates %s into %s, which plan retired (it now replicates into %s): the configuration is older than the last plan's; restart with the current configuration",
+			t.Source(), t.Target, st.Target)
+	}
+	return nil
+}
+
+// MarkRemoved marks every recorded table that is not in replicated (the configured
+// tables of the publication) as removed: not replicated, never consistent.
+func (e *Env) MarkRemoved(ctx context.Context, recorded []control.TableState, replicated []string) error {
+	for _, st := range recorded {
+		if slices.Contains(replicated, st.Source) || st.State == control.Removed {
+			continue
+		}
+		reason := "not in publication " + e.Config.Publication + " any more"
+		if id, err := ident.Parse(st.Source); err == nil {
+			if _, ok := e.Config.TableFor(id); !ok {
+				reason = "removed from the configured tables"
+			}
+		}
+		reason += ": its changes are no longer applied; target " + st.Target + " is left as it is"
+		e.Log.Warn("table no longer replicated", "table", st.Source, "reason", reason)
+		if err := e.Control.MarkRemoved(ctx, st.Source, reason); err != nil {
+			return err
+		}
+	}
+	return nil
+}
