@@ -14,7 +14,10 @@ import (
 )
 
 // mixedSchema has the shapes the contract must handle: a plain key, a composite key, a
-// large TOASTed text column, and the rich types of DESIGN §3.
+// large TOASTed text column, the rich types of DESIGN §3, and the shapes production
+// schemas have: identifiers with dots, spaces, quotes and non-ASCII letters, a char(n)
+// key, a generated column, an inherited parent and child, and a partitioned table whose
+// rows move between partitions.
 const mixedSchema = `
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
 CREATE TABLE accounts (id bigint PRIMARY KEY, name text, balance numeric(20,4), active boolean,
@@ -25,9 +28,20 @@ CREATE TABLE documents (id int PRIMARY KEY, title text, body text);
 ALTER TABLE documents ALTER body SET STORAGE EXTERNAL;
 CREATE TABLE kitchen (id uuid PRIMARY KEY, doc jsonb, tags text[], amount numeric, blob bytea,
                       at timestamptz, nums int[], day date, feel mood);
+CREATE SCHEMA "Odd Schema";
+CREATE TABLE "Odd Schema"."Shapes.v1" ("code key" char(6), "part#" int, "v.al[0]" text, "big:ü" text,
+                      "gen""d" int GENERATED ALWAYS AS ("part#" * 2) STORED, PRIMARY KEY ("code key", "part#"));
+ALTER TABLE "Odd Schema"."Shapes.v1" ALTER "big:ü" SET STORAGE EXTERNAL;
+CREATE TABLE events (id int PRIMARY KEY, kind text);
+CREATE TABLE events_archive (archived date) INHERITS (events);
+ALTER TABLE events_archive ADD PRIMARY KEY (id);
+CREATE TABLE metrics (region text, id int, v numeric, PRIMARY KEY (region, id)) PARTITION BY LIST (region);
+CREATE TABLE metrics_eu PARTITION OF metrics FOR VALUES IN ('eu');
+CREATE TABLE metrics_us PARTITION OF metrics FOR VALUES IN ('us');
 `
 
-var mixedTables = []string{"public.accounts", "public.order_lines", "public.documents", "public.kitchen"}
+var mixedTables = []string{"public.accounts", "public.order_lines", "public.documents", "public.kitchen",
+	`"Odd Schema"."Shapes.v1"`, "public.events", "public.events_archive", "public.metrics_eu", "public.metrics_us"}
 
 // workload drives random changes, reproducible from its seed (up to the interleaving with
 // concurrent workers).
@@ -53,7 +67,10 @@ func (w *workload) seedRows(ctx context.Context, n int) error {
 				}
 			}
 			if i <= n/4 {
-				return w.insertDocument(ctx, tx, i)
+				if err := w.insertDocument(ctx, tx, i); err != nil {
+					return err
+				}
+				return w.insertShapes(ctx, tx, i)
 			}
 			return nil
 		}); err != nil {
@@ -119,6 +136,49 @@ func (w *workload) insertKitchen(ctx context.Context, tx pgx.Tx, id int) error {
 	return err
 }
 
+// shapeCode is the char(6) key of the odd-shapes table: shorter than six characters, so
+// PostgreSQL pads it, and the pad must survive paging and re-reads.
+func (w *workload) shapeCode(id int) string { return fmt.Sprintf("c%d", id%(w.keys/4+1)) }
+
+// insertShapes writes the odd-shapes table (TOASTed value included), an event to the
+// inherited parent or its child, and a metric to either partition.
+func (w *workload) insertShapes(ctx context.Context, tx pgx.Tx, id int) error {
+	_, err := tx.Exec(ctx, `INSERT INTO "Odd Schema"."Shapes.v1" ("code key", "part#", "v.al[0]", "big:ü") VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+		w.shapeCode(id), id%3, w.maybe(w.text(8)), w.maybe(w.text(2500+w.rng.IntN(3000))))
+	if err != nil {
+		return err
+	}
+	table := []string{"events", "events_archive"}[w.rng.IntN(2)]
+	if _, err := tx.Exec(ctx, `INSERT INTO `+table+` (id, kind) VALUES ($1, $2) ON CONFLICT DO NOTHING`, id, w.maybe(w.text(5))); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO metrics VALUES ($1, $2, $3::numeric) ON CONFLICT DO NOTHING`,
+		[]string{"eu", "us"}[w.rng.IntN(2)], id, w.maybe(fmt.Sprintf("%d.5", w.rng.IntN(1000))))
+	return err
+}
+
+// shapeChange is one random change to the odd shapes: a TOAST-unchanged update, a key
+// update of the char(n) key, a row moved to the other partition, a delete from the
+// inherited child or parent.
+func (w *workload) shapeChange(ctx context.Context, tx pgx.Tx, id int) error {
+	var err error
+	switch w.rng.IntN(5) {
+	case 0:
+		_, err = tx.Exec(ctx, `UPDATE "Odd Schema"."Shapes.v1" SET "v.al[0]" = $2 WHERE "code key" = $1`, w.shapeCode(id), w.maybe(w.text(6)))
+	case 1:
+		_, err = tx.Exec(ctx, `UPDATE "Odd Schema"."Shapes.v1" SET "code key" = $2 WHERE "code key" = $1
+			AND NOT EXISTS (SELECT 1 FROM "Odd Schema"."Shapes.v1" WHERE "code key" = $2)`, w.shapeCode(id), fmt.Sprintf("m%d", w.rng.IntN(99999)))
+	case 2:
+		_, err = tx.Exec(ctx, `UPDATE metrics SET region = CASE region WHEN 'eu' THEN 'us' ELSE 'eu' END, v = v + 1
+			WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM metrics m WHERE m.id = $1 AND m.region <> metrics.region)`, id)
+	case 3:
+		_, err = tx.Exec(ctx, `DELETE FROM `+[]string{"events", "events_archive", "ONLY events"}[w.rng.IntN(3)]+` WHERE id = $1`, id)
+	default:
+		_, err = tx.Exec(ctx, `UPDATE events SET kind = $2 WHERE id = $1`, id, w.maybe(w.text(4)))
+	}
+	return err
+}
+
 func ptr(s string) *string { return &s }
 func i32(v int32) *int32   { return &v }
 
@@ -132,7 +192,7 @@ func (w *workload) step(ctx context.Context) error {
 		switch {
 		case op < 15:
 			name = "insert"
-			for _, f := range []func(context.Context, pgx.Tx, int) error{w.insertAccount, w.insertLine, w.insertKitchen, w.insertDocument} {
+			for _, f := range []func(context.Context, pgx.Tx, int) error{w.insertAccount, w.insertLine, w.insertKitchen, w.insertDocument, w.insertShapes} {
 				if err = f(ctx, tx, w.keys+w.rng.IntN(w.keys)); err != nil {
 					return err
 				}
@@ -145,6 +205,9 @@ func (w *workload) step(ctx context.Context) error {
 			}
 			if err == nil {
 				_, err = tx.Exec(ctx, `UPDATE kitchen SET doc = jsonb_set(coalesce(doc, '{}'), '{n}', to_jsonb($2::int)), nums = nums || 5 WHERE id = $1::uuid`, w.uuid(id), w.rng.IntN(1000))
+			}
+			if err == nil {
+				err = w.shapeChange(ctx, tx, id)
 			}
 		case op < 50:
 			name = "toast-unchanged update"
