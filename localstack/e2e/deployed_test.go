@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -169,9 +171,9 @@ func TestDeployedStateMachine(t *testing.T) {
 	}
 }
 
-// TestDeployedTableFailure makes one table's snapshot fail permanently (a row whose key
-// DynamoDB cannot store): that table is reported failed, in the execution and in the
-// control table, while the other tables complete and converge.
+// TestDeployedTableFailure: a table with a row DynamoDB cannot store is copied with that
+// row dead-lettered; the run ends TablesDegraded (in the console, with the reason in the
+// control table) while the other tables complete and converge.
 func TestDeployedTableFailure(t *testing.T) {
 	f := newFixture(t, `
 		CREATE TABLE good (id int PRIMARY KEY, v text);
@@ -180,27 +182,33 @@ func TestDeployedTableFailure(t *testing.T) {
 		INSERT INTO bad VALUES ('a', 'fine'), ('', 'an empty string cannot be a DynamoDB key');`, nil)
 	d := f.deploy(t)
 	out, events := d.run(t)
-	if out.Status != sfntypes.ExecutionStatusFailed || aws.ToString(out.Error) != "TablesFailed" {
-		t.Fatalf("execution %s %s, want FAILED with TablesFailed", out.Status, aws.ToString(out.Error))
-	}
-	caught := false
-	for _, e := range events {
-		if e.StateEnteredEventDetails != nil && aws.ToString(e.StateEnteredEventDetails.Name) == "Failed" &&
-			strings.Contains(aws.ToString(e.StateEnteredEventDetails.Input), "public.bad") {
-			caught = true
-		}
-	}
-	if !caught {
-		t.Error("the execution history does not show public.bad entering its Failed state")
+	if out.Status != sfntypes.ExecutionStatusFailed || aws.ToString(out.Error) != "TablesDegraded" {
+		t.Fatalf("execution %s %s (%s), want FAILED with TablesDegraded", out.Status, aws.ToString(out.Error), aws.ToString(out.Cause))
 	}
 	st, _, err := d.env.Control.Table(f.ctx, "public.bad")
-	if err != nil || st.State != control.Failed || !strings.Contains(st.Error, "PermanentError") || !strings.Contains(st.Error, "public.bad") {
-		t.Errorf("control table for public.bad: %+v %v", st, err)
+	if err != nil || st.State != control.Done || !strings.Contains(st.Degraded, "empty") || st.Consistent {
+		t.Errorf("control table for public.bad: want done, degraded by the empty key, not consistent: %+v %v", st, err)
+	}
+	reported := false
+	for _, e := range events {
+		if d := e.StateExitedEventDetails; d != nil && aws.ToString(d.Name) == "Report" {
+			var report struct {
+				Report struct {
+					DegradedTables []string `json:"degraded_tables"`
+				} `json:"report"`
+			}
+			reported = json.Unmarshal([]byte(aws.ToString(d.Output)), &report) == nil &&
+				slices.Equal(report.Report.DegradedTables, []string{"public.bad"})
+		}
+	}
+	if !reported {
+		t.Error("the execution history does not show the report naming public.bad as degraded")
 	}
 	good, _, err := d.env.Control.Table(f.ctx, "public.good")
-	if err != nil || good.State != control.Done {
+	if err != nil || good.State != control.Done || good.Degraded != "" {
 		t.Errorf("public.good should complete: %+v %v", good, err)
 	}
+
 	f.exec("UPDATE good SET v = 'after' WHERE id < 5")
 	d.waitCaughtUp(t)
 	d.assertConverged(t, "public.good")

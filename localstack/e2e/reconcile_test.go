@@ -191,7 +191,7 @@ func TestReconcile(t *testing.T) {
 		}
 		f.cfg.Tables = []config.Table{{Source: "items"}, {Source: "third"}}
 		_, err := f.env.Plan(f.ctx, pipeline.PlanInput{})
-		wantErr(t, "plan", err, "not created by Tandem", "public.third", "ALTER PUBLICATION tandem ADD TABLE public.third")
+		wantErr(t, "plan", err, "not created by Tandem", "public.third", `ALTER PUBLICATION "tandem" ADD TABLE "public"."third"`)
 		if f.published("public.third") {
 			t.Error("plan added public.third to a publication the user created")
 		}

@@ -181,10 +181,14 @@ func classifyPostgres(err error) (Class, bool) {
 			// A rotated secret or a missing grant: the operator fixes it and we go on.
 			return Transient, true
 		case strings.HasPrefix(code, "22"), // data exception: a value the statement cannot take
-			strings.HasPrefix(code, "42"), // the table or column is gone (a re-read after DROP)
-			code == "0A000":               // feature not supported
+			code == "42P01", // undefined table: a re-read after DROP TABLE
+			code == "42703", // undefined column: a re-read after DROP COLUMN
+			code == "42601", // syntax error: the statement can never run
+			code == "0A000": // feature not supported
 			return Poison, true
 		}
+		// Everything else, e.g. 42710 (a publication created concurrently by another
+		// process), is worth another attempt.
 		return Transient, true
 	}
 	var netErr net.Error

@@ -34,6 +34,7 @@ func TestClassify(t *testing.T) {
 		{pgErr("22P02"), Poison},    // invalid text representation
 		{pgErr("42P01"), Poison},    // undefined table: a re-read after DROP TABLE
 		{pgErr("42501"), Transient}, // insufficient privilege: the operator grants it
+		{pgErr("42710"), Transient}, // duplicate object: a concurrent CREATE PUBLICATION
 		{io.ErrUnexpectedEOF, Transient},
 		{fmt.Errorf("read: %w", syscall.ECONNRESET), Transient},
 		{context.DeadlineExceeded, Transient},

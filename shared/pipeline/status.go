@@ -19,6 +19,10 @@ type StatusOutput struct {
 	// FailedTables lists the tables whose snapshot failed (the state machine ends failed
 	// when there is any).
 	FailedTables []string `json:"failed_tables"`
+	// DegradedTables lists the tables whose target lacks rows or changes that were
+	// dead-lettered (of this run's tables, when the run's results are given): not
+	// consistent until snapshotted again.
+	DegradedTables []string `json:"degraded_tables"`
 	// DeadLetters counts the changes and rows Tandem could not apply (the control table's
 	// "deadletter#" items), from the stream and the snapshots.
 	DeadLetters int64 `json:"dead_letters"`
@@ -70,7 +74,11 @@ type StatusInput struct {
 
 // Status reads the control table and the slot.
 func (e *Env) Status(ctx context.Context, in StatusInput) (StatusOutput, error) {
-	out := StatusOutput{FailedTables: []string{}}
+	out := StatusOutput{FailedTables: []string{}, DegradedTables: []string{}}
+	inRun := map[string]bool{}
+	for _, r := range in.Results {
+		inRun[r.Table] = true
+	}
 	cp, err := e.Control.Checkpoint(ctx)
 	if err != nil {
 		return out, err
@@ -115,6 +123,9 @@ func (e *Env) Status(ctx context.Context, in StatusInput) (StatusOutput, error) 
 		out.Tables = append(out.Tables, ts)
 		if t.State == control.Failed && in.Results == nil {
 			out.FailedTables = append(out.FailedTables, t.Source)
+		}
+		if t.Degraded != "" && (in.Results == nil || inRun[t.Source]) {
+			out.DegradedTables = append(out.DegradedTables, t.Source)
 		}
 	}
 	for _, r := range in.Results {
