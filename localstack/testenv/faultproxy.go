@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -245,10 +247,12 @@ func (p *FaultProxy) forward(r *http.Request, body []byte) (*http.Response, erro
 
 // awsError answers like DynamoDB's JSON protocol does, so the SDK sees the real error code.
 func awsError(w http.ResponseWriter, status int, code, msg string) {
+	body := fmt.Sprintf(`{"__type":"com.amazonaws.dynamodb.v20120810#%s","message":%q}`, code, msg)
 	w.Header().Set("Content-Type", "application/x-amz-json-1.0")
 	w.Header().Set("X-Amzn-ErrorType", code)
+	w.Header().Set("X-Amz-Crc32", strconv.FormatUint(uint64(crc32.ChecksumIEEE([]byte(body))), 10))
 	w.WriteHeader(status)
-	fmt.Fprintf(w, `{"__type":"com.amazonaws.dynamodb.v20120810#%s","message":%q}`, code, msg)
+	_, _ = io.WriteString(w, body)
 }
 
 // reset closes the client's connection with a TCP RST (SO_LINGER 0), as a crashed load

@@ -77,7 +77,7 @@ func (s *Streamer) Run(ctx context.Context) error {
 		if !errors.As(err, &lapsed) {
 			return err
 		}
-		s.Env.Log.Warn("lease lapsed while DynamoDB was unreachable; stopped consuming, re-acquiring it", "owner", s.Owner, "error", err.Error())
+		s.Env.Log.Warn("stopped consuming after the lease lapsed; re-acquiring it", "owner", s.Owner)
 	}
 }
 
@@ -222,7 +222,9 @@ func (s *Streamer) renewLease(ctx context.Context, cancel context.CancelCauseFun
 			case time.Since(renewed) > ttl:
 				// A successor may own the lease by now: stop consuming, and take it again
 				// once DynamoDB answers.
-				cancel(&leaseLapsed{fmt.Errorf("no renewal for %s: %w", ttl, err)})
+				lapsed := &leaseLapsed{fmt.Errorf("no renewal for %s: %w", ttl, err)}
+				s.Env.Log.Warn("lease lapsed while DynamoDB was unreachable; stopping consumption", "owner", s.Owner, "error", lapsed.Error())
+				cancel(lapsed)
 				return
 			default:
 				s.Env.Log.Warn("lease renewal failed", "error", err.Error())
