@@ -49,7 +49,7 @@ type faultPlan struct {
 var moderateFaults = faultPlan{
 	rates: testenv.FaultRates{Throttle: 0.10, ServerError: 0.03, Drop: 0.05, Reset: 0.01,
 		Latency: 0.01, LatencySpike: 2 * time.Second},
-	outages: 1, outage: 20 * time.Second, terminations: 2, rows: 120, steps: 60,
+	outages: 1, outage: 20 * time.Second, terminations: 2, rows: 60, steps: 30,
 }
 
 // soakFaults is make soak: higher rates, longer and more outages, SIGKILLs.
@@ -174,7 +174,10 @@ func runThroughFaults(t *testing.T, seed uint64, plan faultPlan) {
 	var markers []marker
 	markerTarget := f.table("public.markers").Target
 	var bg sync.WaitGroup
+	markersCtx, stopMarkers := context.WithCancel(ctx)
+	defer stopMarkers()
 	bg.Go(func() {
+		ctx := markersCtx
 		for i := 1; ctx.Err() == nil; i++ {
 			if _, err := f.src.Exec(ctx, "INSERT INTO markers (id) VALUES ($1)", i); err != nil {
 				return
@@ -186,7 +189,7 @@ func runThroughFaults(t *testing.T, seed uint64, plan faultPlan) {
 			markersMu.Lock()
 			markers = append(markers, marker{i, lsn})
 			markersMu.Unlock()
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond)
 		}
 	})
 	var samples, checked, violations atomic.Int64
@@ -227,6 +230,25 @@ func runThroughFaults(t *testing.T, seed uint64, plan faultPlan) {
 		}
 	})
 
+	// Progress, for a run that is slow to tell why.
+	bg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(15 * time.Second):
+			}
+			var states []string
+			for _, source := range tables {
+				st, _, _ := f.env.Control.Table(f.ctx, source)
+				states = append(states, fmt.Sprintf("%s=%s/%d", source, st.State, st.Chunks))
+			}
+			cp, _ := f.env.Control.Checkpoint(f.ctx)
+			lsn, _ := pg.CurrentLSN(f.ctx, f.src)
+			t.Logf("%s: applied %s of %s, %v; %s", time.Since(began).Round(time.Second), pglogrepl.LSN(cp.AppliedLSN), lsn, states, proxy.Counts())
+		}
+	})
+
 	// Snapshots through the proxy, recording each chunk read from the stored cursor so the
 	// counters can be checked against what was actually read.
 	type read struct {
@@ -253,7 +275,9 @@ func runThroughFaults(t *testing.T, seed uint64, plan faultPlan) {
 			if chunksRead.Add(1) == 8 {
 				outageOnce.Do(func() { close(outageNow) }) // the outage hits snapshots mid-table
 			}
-			time.Sleep(100 * time.Millisecond)
+			if source != "public.markers" { // markers grow all along: that copier must outpace them
+				time.Sleep(100 * time.Millisecond)
+			}
 		}
 		tbl := f.table(source)
 		snapshots.Go(func() {
@@ -330,6 +354,7 @@ func runThroughFaults(t *testing.T, seed uint64, plan faultPlan) {
 	f.exec("TRUNCATE order_lines")
 	outagesOver.Store(true)
 	<-workDone
+	stopMarkers() // so that the markers' snapshot can finish
 	snapshots.Wait()
 	workEnded := time.Now()
 

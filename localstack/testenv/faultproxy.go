@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -220,6 +221,9 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.forwarded.Add(1)
+	if resp.StatusCode >= 300 && os.Getenv("TANDEM_FAULTPROXY_LOG") != "" {
+		fmt.Fprintf(os.Stderr, "faultproxy: %s %s -> %d %s\n", r.Header.Get("X-Amz-Target"), body, resp.StatusCode, respBody)
+	}
 	if kind == faultDrop {
 		// The write happened; the client never learns it.
 		p.dropped.Add(1)
