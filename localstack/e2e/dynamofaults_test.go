@@ -42,21 +42,23 @@ type faultPlan struct {
 	terminations int
 	// killStreamer runs the real streamer binary and SIGKILLs it at every outage.
 	killStreamer bool
-	rows, steps  int
+	rows         int
+	// pace is the pause between two steps of each of the two workload workers.
+	pace time.Duration
 }
 
 // moderateFaults is the make-test run: DESIGN's "moderate" rates and one 20 s outage.
 var moderateFaults = faultPlan{
 	rates: testenv.FaultRates{Throttle: 0.10, ServerError: 0.03, Drop: 0.05, Reset: 0.01,
 		Latency: 0.01, LatencySpike: 2 * time.Second},
-	outages: 1, outage: 20 * time.Second, terminations: 2, rows: 60, steps: 30,
+	outages: 1, outage: 20 * time.Second, terminations: 2, rows: 60, pace: 300 * time.Millisecond,
 }
 
 // soakFaults is make soak: higher rates, longer and more outages, SIGKILLs.
 var soakFaults = faultPlan{
 	rates: testenv.FaultRates{Throttle: 0.25, ServerError: 0.08, Drop: 0.10, Reset: 0.03,
 		Latency: 0.03, LatencySpike: 2 * time.Second},
-	outages: 3, outage: 60 * time.Second, terminations: 6, killStreamer: true, rows: 400, steps: 150,
+	outages: 3, outage: 60 * time.Second, terminations: 6, killStreamer: true, rows: 300, pace: 100 * time.Millisecond,
 }
 
 const markersDDL = `CREATE TABLE markers (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());`
@@ -298,23 +300,31 @@ func runThroughFaults(t *testing.T, seed uint64, plan faultPlan) {
 		terminated.Add(n)
 	}
 
-	// The workload runs until the outages are over; the outages start once snapshots are
-	// under way.
-	var ops sync.Map
-	workDone := make(chan struct{})
+	// The workload runs, paced, until the outages are over; the outages start once
+	// snapshots are under way.
+	var opsMu sync.Mutex
+	ops := map[string]int{}
 	var outagesOver atomic.Bool
-	go func() {
-		defer close(workDone)
-		for round := uint64(0); ; round++ {
-			for k, v := range runWorkloads(ctx, t, seed*100+round, f.src, plan.rows, 2, plan.steps) {
-				n, _ := ops.LoadOrStore(k, new(atomic.Int64))
-				n.(*atomic.Int64).Add(int64(v))
+	var workers sync.WaitGroup
+	for i := range 2 {
+		w := newWorkload(seed*1000+uint64(i)+1, f.src, plan.rows)
+		workers.Go(func() {
+			defer func() {
+				opsMu.Lock()
+				for k, v := range w.ops {
+					ops[k] += v
+				}
+				opsMu.Unlock()
+			}()
+			for !outagesOver.Load() && ctx.Err() == nil {
+				if err := w.step(ctx); err != nil && ctx.Err() == nil && !retryable(err) {
+					t.Errorf("workload (seed %d): %v", seed, err)
+					return
+				}
+				time.Sleep(plan.pace)
 			}
-			if outagesOver.Load() || ctx.Err() != nil {
-				return
-			}
-		}
-	}()
+		})
+	}
 	rng := rand.New(rand.NewPCG(seed, 3))
 	bg.Go(func() {
 		rng := rand.New(rand.NewPCG(seed, 5))
@@ -353,14 +363,14 @@ func runThroughFaults(t *testing.T, seed uint64, plan faultPlan) {
 	terminate()
 	f.exec("TRUNCATE order_lines")
 	outagesOver.Store(true)
-	<-workDone
+	workers.Wait()
 	stopMarkers() // so that the markers' snapshot can finish
 	snapshots.Wait()
 	workEnded := time.Now()
 
 	// Convergence, with the faults still on.
 	target := f.currentLSN()
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(4 * time.Minute)
 	for {
 		cp, err := f.env.Control.Checkpoint(f.ctx)
 		if err != nil {
@@ -375,7 +385,7 @@ func runThroughFaults(t *testing.T, seed uint64, plan faultPlan) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("streamer did not apply up to %s within 3 min through the faults (applied %s)", target, pglogrepl.LSN(cp.AppliedLSN))
+			t.Fatalf("streamer did not apply up to %s within 4 min through the faults (applied %s)", target, pglogrepl.LSN(cp.AppliedLSN))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -418,11 +428,9 @@ func runThroughFaults(t *testing.T, seed uint64, plan faultPlan) {
 		}
 	}
 
-	total := map[string]int64{}
-	ops.Range(func(k, v any) bool { total[k.(string)] = v.(*atomic.Int64).Load(); return true })
 	t.Logf("seed %d: injected %s", seed, proxy.Counts())
 	t.Logf("seed %d: %d outage(s) totalling %s, %d PostgreSQL backends terminated, streamer killed: %v; operations %v",
-		seed, plan.outages, outageTotal.Round(time.Millisecond), terminated.Load(), plan.killStreamer, total)
+		seed, plan.outages, outageTotal.Round(time.Millisecond), terminated.Load(), plan.killStreamer, ops)
 	t.Logf("seed %d: caught up %s after the workload and snapshots ended (%s after the last outage), whole run %s; %d confirmed_flush_lsn samples, %d markers checked durable",
 		seed, caughtUp.Sub(workEnded).Round(time.Millisecond), caughtUp.Sub(outageEnded).Round(time.Millisecond),
 		time.Since(began).Round(time.Millisecond), samples.Load(), checked.Load())
