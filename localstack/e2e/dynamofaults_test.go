@@ -24,6 +24,7 @@ import (
 
 	"tandem/localstack/testenv"
 	"tandem/shared/config"
+	"tandem/shared/control"
 	"tandem/shared/ddb"
 	"tandem/shared/pg"
 	"tandem/shared/pipeline"
@@ -536,4 +537,51 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestProgressNotDoubleCounted records chunks through a proxy that drops half of the
+// responses after the write happened, so the SDK retries writes that already landed: the
+// counters must still be exactly what was recorded (with ADD they were double-counted),
+// and a repeated FinishSnapshot must not read as a fence.
+func TestProgressNotDoubleCounted(t *testing.T) {
+	f := newFixture(t, itemsDDL, nil)
+	f.plan()
+	proxy, err := testenv.StartFaultProxy(env.Moto.Endpoint, 7, testenv.FaultRates{Drop: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	via := control.New(ddb.FromConfig(proxy.AWSConfig()), f.cfg.ControlTable)
+	st, err := f.env.Control.StartSnapshot(f.ctx, "public.items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows int64
+	for i := range 10 {
+		n := 10 + i
+		if err := via.RecordChunk(f.ctx, st, []string{fmt.Sprint(100 * (i + 1))}, n, uint64(1000+i)); err != nil {
+			t.Fatalf("chunk %d: %v", i, err)
+		}
+		st.Chunks++
+		st.RowsCopied += int64(n)
+		rows += int64(n)
+	}
+	if err := via.FinishSnapshot(f.ctx, "public.items", st.Epoch, 5000); err != nil {
+		t.Fatalf("finishing: %v", err)
+	}
+	if err := via.FinishSnapshot(f.ctx, "public.items", st.Epoch, 5000); err != nil {
+		t.Fatalf("finishing again (a retry after a lost response): %v", err)
+	}
+	got, _, err := f.env.Control.Table(f.ctx, "public.items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Chunks != 10 || got.RowsCopied != rows || got.State != control.Done {
+		t.Errorf("control table says %d chunks, %d rows, %s; recorded 10 chunks, %d rows, done", got.Chunks, got.RowsCopied, got.State, rows)
+	}
+	if n := proxy.Counts(); n.Dropped == 0 {
+		t.Fatalf("no response was dropped: %v", n)
+	} else {
+		t.Logf("%v; counters exact", n)
+	}
 }

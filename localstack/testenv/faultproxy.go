@@ -51,7 +51,8 @@ func (c FaultCounts) String() string {
 
 // FaultProxy is an HTTP proxy in front of a DynamoDB endpoint (moto) that injects the
 // faults DynamoDB really produces, at configurable rates, with seeded randomness, and an
-// outage switch during which every request fails with 503.
+// outage switch during which every request fails with 503. TANDEM_FAULTPROXY_LOG=1 prints
+// every error DynamoDB itself returned through it.
 type FaultProxy struct {
 	// Endpoint is the proxy's URL, http://127.0.0.1:PORT; point clients at it.
 	Endpoint string
