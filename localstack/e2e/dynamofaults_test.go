@@ -585,3 +585,34 @@ func TestProgressNotDoubleCounted(t *testing.T) {
 		t.Logf("%v; counters exact", n)
 	}
 }
+
+// TestSnapshotOutageNearDeadline runs the copier as the Lambda would, with a deadline,
+// while DynamoDB is down: it retries until the deadline nears and then returns its
+// progress without an error (so the state machine invokes it again instead of failing the
+// table); once DynamoDB is back the next invocation finishes the table.
+func TestSnapshotOutageNearDeadline(t *testing.T) {
+	f := newFixture(t, itemsDDL, nil)
+	f.plan()
+	proxy, err := testenv.StartFaultProxy(env.Moto.Endpoint, 3, testenv.FaultRates{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	penv := pipeline.FromParts(f.cfg, f.env.PG, ddb.FromConfig(proxy.AWSConfig()), testLogger())
+	tbl := f.table("public.items")
+	proxy.SetOutage(true)
+	deadline := time.Now().Add(25 * time.Second)
+	res, err := penv.Copier().Run(f.ctx, tbl, deadline)
+	if err != nil || res.Done {
+		t.Fatalf("during the outage the copier returned %+v, %v; want its progress and no error", res, err)
+	}
+	if time.Now().After(deadline) {
+		t.Fatalf("the copier returned after its deadline")
+	}
+	proxy.SetOutage(false)
+	res, err = penv.Copier().Run(f.ctx, tbl, time.Now().Add(2*time.Minute))
+	if err != nil || !res.Done {
+		t.Fatalf("after the outage: %+v, %v", res, err)
+	}
+	t.Logf("progress returned during the outage, done after it: %+v (%d requests refused)", res, proxy.Counts().Outage)
+}

@@ -136,7 +136,7 @@ func (c *Copier) run(ctx context.Context, t *schema.Table, deadline time.Time) (
 	var slowest time.Duration
 	for st.State == control.Running {
 		// Stop while a chunk still fits before the deadline, with a margin for retries.
-		if !deadline.IsZero() && time.Until(deadline) < 2*slowest+5*time.Second {
+		if !deadline.IsZero() && time.Until(deadline) < 2*slowest+deadlineMargin {
 			break
 		}
 		began := time.Now()
