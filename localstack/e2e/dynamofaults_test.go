@@ -57,8 +57,8 @@ var moderateFaults = faultPlan{
 
 // soakFaults is make soak: higher rates, longer and more outages, SIGKILLs.
 var soakFaults = faultPlan{
-	rates: testenv.FaultRates{Throttle: 0.25, ServerError: 0.08, Drop: 0.10, Reset: 0.03,
-		Latency: 0.03, LatencySpike: 2 * time.Second},
+	rates: testenv.FaultRates{Throttle: 0.15, ServerError: 0.05, Drop: 0.08, Reset: 0.02,
+		Latency: 0.02, LatencySpike: 2 * time.Second},
 	outages: 3, outage: 60 * time.Second, terminations: 6, killStreamer: true, rows: 300, pace: 100 * time.Millisecond,
 }
 
