@@ -4,7 +4,7 @@ GO ?= go
 FUNCTIONS := plan snapshot finalize status
 BUILD := .build
 
-.PHONY: all build test test-long bench lint fmt demo image up status down clean $(addprefix build-,$(FUNCTIONS))
+.PHONY: all build test test-long soak bench lint fmt demo image up status down clean $(addprefix build-,$(FUNCTIONS))
 
 all: build
 
@@ -39,6 +39,12 @@ test: lint
 test-long:
 	TANDEM_SEEDS=$${TANDEM_SEEDS:-20} TANDEM_CRASH_ROUNDS=$${TANDEM_CRASH_ROUNDS:-10} \
 		$(GO) test -count=1 -timeout 120m -run 'Convergence|Crash' -v ./localstack/e2e/
+
+## soak: the randomized convergence through the DynamoDB fault proxy, harder and longer
+## than in make test (higher fault rates, three 60 s outages, SIGKILLs of the streamer).
+soak:
+	TANDEM_SOAK=1 TANDEM_SEEDS=$${TANDEM_SEEDS:-3} \
+		$(GO) test -count=1 -timeout 120m -run 'TestConvergenceThroughFaults' -v ./localstack/e2e/
 
 ## bench: throughput figures of the writer and the streamer.
 bench:

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"tandem/localstack/motoserver"
 )
@@ -165,21 +164,10 @@ func (m *Moto) Reset() error {
 // it fail, and AWS_ENDPOINT_URL_DYNAMODB would beat our endpoint. Service
 // clients fill in the rest (HTTP client, retryer) with their defaults.
 func (m *Moto) AWSConfig(ctx context.Context) (aws.Config, error) {
-	return aws.Config{
-		Region:       motoRegion,
-		Credentials:  aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(motoKey, motoKey, "")),
-		BaseEndpoint: aws.String(m.Endpoint),
-	}, nil
+	return awsConfig(m.Endpoint), nil
 }
 
 // EnvVars is what a subprocess (streamer, handler) needs to talk to this
 // moto server through the SDK's default config; append it to os.Environ(),
 // later entries win.
-func (m *Moto) EnvVars() []string {
-	return []string{
-		"AWS_ENDPOINT_URL=" + m.Endpoint,
-		"AWS_REGION=" + motoRegion,
-		"AWS_ACCESS_KEY_ID=" + motoKey,
-		"AWS_SECRET_ACCESS_KEY=" + motoKey,
-	}
-}
+func (m *Moto) EnvVars() []string { return envVars(m.Endpoint) }

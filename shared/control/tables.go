@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"tandem/shared/ddb"
+	"tandem/shared/fault"
 )
 
 const tablePrefix = "table#"
@@ -237,7 +238,7 @@ func (s *Store) StartSnapshot(ctx context.Context, source string) (TableState, e
 		return t, err
 	}
 	if !found {
-		return t, fmt.Errorf("control: table %s was never planned: run the plan handler first", source)
+		return t, fault.Fatalf("control: table %s was never planned: run the plan handler first", source)
 	}
 	if t.State == Done || t.State == Running {
 		return t, nil
@@ -257,28 +258,43 @@ func (s *Store) StartSnapshot(ctx context.Context, source string) (TableState, e
 	return t, nil
 }
 
-// RecordChunk stores the progress of a chunk whose writes are durable.
-func (s *Store) RecordChunk(ctx context.Context, source string, epoch int64, cursor []string, rows int, chunkLSN uint64) error {
-	upd := expression.Set(ddb.Name("cursor"), expression.Value(cursor)).
-		Add(ddb.Name("rows_copied"), expression.Value(rows)).
-		Add(ddb.Name("chunks"), expression.Value(1)).
+// RecordChunk stores the progress of a chunk whose writes are durable; prev is the state
+// the chunk was read from (its epoch and counters). The counters are set, not added, under
+// a condition that also accepts this very write already stored: a retry after a response
+// lost on the way back (the SDK's or the copier's) neither double-counts nor reads as a
+// fence.
+func (s *Store) RecordChunk(ctx context.Context, prev TableState, cursor []string, rows int, chunkLSN uint64) error {
+	chunks, copied := prev.Chunks+1, prev.RowsCopied+int64(rows)
+	nameChunks, nameRows, nameCursor := ddb.Name("chunks"), ddb.Name("rows_copied"), ddb.Name("cursor")
+	upd := expression.Set(nameCursor, expression.Value(cursor)).
+		Set(nameRows, expression.Value(copied)).
+		Set(nameChunks, expression.Value(chunks)).
 		Set(ddb.Name("chunk_lsn"), expression.Value(chunkLSN)).
 		Set(ddb.Name("updated_at"), expression.Value(s.now()))
-	return s.fencedUpdate(ctx, source, epoch, upd)
+	next := nameChunks.Equal(expression.Value(prev.Chunks))
+	repeat := nameChunks.Equal(expression.Value(chunks)).
+		And(nameRows.Equal(expression.Value(copied))).
+		And(nameCursor.Equal(expression.Value(cursor)))
+	cond := nameEpoch.Equal(expression.Value(prev.Epoch)).
+		And(nameState.Equal(expression.Value(Running))).
+		And(next.Or(repeat))
+	ok, err := s.update(ctx, tableID(prev.Source), upd, &cond)
+	if err == nil && !ok {
+		return ErrFenced
+	}
+	return err
 }
 
-// FinishSnapshot marks the snapshot done with its consistency point B(T).
+// FinishSnapshot marks the snapshot done with its consistency point B(T). A repeat of the
+// same write (a retry after a lost response) succeeds rather than reading as a fence.
 func (s *Store) FinishSnapshot(ctx context.Context, source string, epoch int64, consistentLSN uint64) error {
 	upd := expression.Set(nameState, expression.Value(Done)).
 		Set(ddb.Name("consistent_lsn"), expression.Value(consistentLSN)).
 		Set(ddb.Name("finished_at"), expression.Value(s.now())).
 		Set(ddb.Name("updated_at"), expression.Value(s.now())).
 		Remove(ddb.Name("cursor"))
-	return s.fencedUpdate(ctx, source, epoch, upd)
-}
-
-func (s *Store) fencedUpdate(ctx context.Context, source string, epoch int64, upd expression.UpdateBuilder) error {
-	cond := nameEpoch.Equal(expression.Value(epoch)).And(nameState.Equal(expression.Value(Running)))
+	repeat := nameState.Equal(expression.Value(Done)).And(ddb.Name("consistent_lsn").Equal(expression.Value(consistentLSN)))
+	cond := nameEpoch.Equal(expression.Value(epoch)).And(nameState.Equal(expression.Value(Running)).Or(repeat))
 	ok, err := s.update(ctx, tableID(source), upd, &cond)
 	if err == nil && !ok {
 		return ErrFenced
@@ -313,6 +329,12 @@ func (s *Store) Truncated(ctx context.Context, source string, lsn uint64) error 
 		cur, found, err := s.Table(ctx, source)
 		if err != nil || !found {
 			return err
+		}
+		if cur.FenceLSN >= lsn {
+			// Already recorded: a retry after a lost response, or the stream replaying the
+			// TRUNCATE after a reconnect. Bumping the epoch again would fence (and mark
+			// done) a snapshot planned since.
+			return nil
 		}
 		upd := expression.Set(nameEpoch, expression.Value(cur.Epoch+1)).
 			Set(ddb.Name("fence_lsn"), expression.Value(lsn)).

@@ -58,9 +58,69 @@ type Result struct {
 	Fenced bool `json:"fenced,omitempty"`
 }
 
+// deadlineMargin is the time left before the invocation's deadline when the copier stops
+// and reports its progress: enough to read it from the control table and answer.
+const deadlineMargin = 10 * time.Second
+
 // Run copies chunks of t until the table is done or the deadline is near, and returns
 // the progress. It never holds a transaction across chunks.
+//
+// Transient errors (DynamoDB beyond the SDK's attempts, a terminated PostgreSQL backend, a
+// restart) are retried here with backoff, resuming from the stored cursor, for as long as
+// the deadline allows (forever without one). When it nears, Run returns the progress
+// stored so far and no error, so the state machine simply invokes it again: an outage of
+// minutes slows a table down but never fails it.
 func (c *Copier) Run(ctx context.Context, t *schema.Table, deadline time.Time) (Result, error) {
+	runCtx := ctx
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithDeadline(ctx, deadline.Add(-deadlineMargin))
+		defer cancel()
+	}
+	backoff := time.Second
+	for {
+		res, err := c.run(runCtx, t, deadline)
+		if err == nil || ctx.Err() != nil || !retryable(err) {
+			return res, err
+		}
+		if runCtx.Err() != nil || (!deadline.IsZero() && time.Until(deadline) < deadlineMargin+backoff) {
+			c.Log.Warn("snapshot interrupted by a transient error near the deadline; returning its progress", "table", t.Source(), "error", err.Error())
+			return c.progress(ctx, t, res), nil
+		}
+		c.Log.Warn("snapshot interrupted by a transient error, resuming from the stored cursor", "table", t.Source(), "error", err.Error(), "in", backoff.String())
+		select {
+		case <-time.After(backoff):
+		case <-runCtx.Done():
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// retryable reports an error worth resuming the copy after: a transient one, except the
+// owning runner having failed the table, which no retry changes.
+func retryable(err error) bool {
+	var failed *FailedError
+	var bad *schema.Error
+	return fault.Classify(err) == fault.Transient && !errors.As(err, &failed) && !errors.As(err, &bad)
+}
+
+// progress is the stored progress, or last when the control table cannot be read either
+// (it may be what is down): the state machine loops on it either way.
+func (c *Copier) progress(ctx context.Context, t *schema.Table, last Result) Result {
+	ctx, cancel := context.WithTimeout(ctx, deadlineMargin/2)
+	defer cancel()
+	if res, err := c.result(ctx, t, false); err == nil {
+		return res
+	}
+	last.Table, last.Done = t.Source(), false
+	if last.State == "" || last.State == control.Done {
+		last.State = control.Running
+	}
+	return last
+}
+
+// run is one attempt of Run: from the stored state until done, the deadline or an error.
+func (c *Copier) run(ctx context.Context, t *schema.Table, deadline time.Time) (Result, error) {
 	if cur, found, err := c.Control.Table(ctx, t.Source()); err != nil {
 		return Result{Table: t.Source()}, err
 	} else if found && cur.Runner != c.Runner {
@@ -76,7 +136,7 @@ func (c *Copier) Run(ctx context.Context, t *schema.Table, deadline time.Time) (
 	var slowest time.Duration
 	for st.State == control.Running {
 		// Stop while a chunk still fits before the deadline, with a margin for retries.
-		if !deadline.IsZero() && time.Until(deadline) < 2*slowest+5*time.Second {
+		if !deadline.IsZero() && time.Until(deadline) < 2*slowest+deadlineMargin {
 			break
 		}
 		began := time.Now()
@@ -122,7 +182,7 @@ func (c *Copier) chunk(ctx context.Context, t *schema.Table, st *control.TableSt
 	if err := c.write(ctx, t, ch, st); err != nil {
 		return false, 0, err
 	}
-	if err := c.Control.RecordChunk(ctx, t.Source(), st.Epoch, ch.LastKey, len(ch.Rows), uint64(ch.LSN)); err != nil {
+	if err := c.Control.RecordChunk(ctx, *st, ch.LastKey, len(ch.Rows), uint64(ch.LSN)); err != nil {
 		return false, 0, err
 	}
 	st.Cursor = ch.LastKey
@@ -236,7 +296,7 @@ func (c *Copier) result(ctx context.Context, t *schema.Table, fenced bool) (Resu
 		return Result{Table: t.Source()}, err
 	}
 	if !found {
-		return Result{Table: t.Source()}, fmt.Errorf("control: table %s is not planned", t.Source())
+		return Result{Table: t.Source()}, fault.Fatalf("control: table %s is not planned: run the plan handler first", t.Source())
 	}
 	return Result{
 		Table: t.Source(), Done: st.State == control.Done, State: st.State, Fenced: fenced,

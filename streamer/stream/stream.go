@@ -63,15 +63,39 @@ func classify(err error) error {
 
 // Run streams until ctx is cancelled (SIGTERM) or a permanent error. Connection losses,
 // PostgreSQL restarts included, reconnect with backoff and replay from the last
-// acknowledged position, which the precedence rules make harmless.
+// acknowledged position, which the precedence rules make harmless. A DynamoDB outage at
+// start, or one long enough for the lease to lapse, is waited out like a standby waits:
+// only losing the lease to another streamer, or a misconfiguration, ends Run.
 func (s *Streamer) Run(ctx context.Context) error {
+	if err := s.untilAvailable(ctx, "creating the control table", func() error { return s.Env.Control.EnsureTable(ctx) }); err != nil {
+		return err
+	}
+	for {
+		if err := s.waitForLease(ctx); err != nil || ctx.Err() != nil {
+			return err
+		}
+		err := s.lead(ctx)
+		var lapsed *leaseLapsed
+		if !errors.As(err, &lapsed) {
+			return err
+		}
+		s.Env.Log.Warn("stopped consuming after the lease lapsed; re-acquiring it", "owner", s.Owner)
+	}
+}
+
+// leaseLapsed means the lease could not be renewed within its TTL for a transient reason
+// (DynamoDB unreachable): a successor may own it by now, so this process stops consuming,
+// but it may take the lease again.
+type leaseLapsed struct{ err error }
+
+func (e *leaseLapsed) Error() string {
+	return "streamer could not renew its lease in time: " + e.err.Error()
+}
+func (e *leaseLapsed) Unwrap() error { return e.err }
+
+// lead consumes the slot while this process holds the lease.
+func (s *Streamer) lead(ctx context.Context) error {
 	log := s.Env.Log.With("owner", s.Owner)
-	if err := s.Env.Control.EnsureTable(ctx); err != nil {
-		return err
-	}
-	if err := s.waitForLease(ctx); err != nil || ctx.Err() != nil {
-		return err
-	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	renewing := make(chan struct{})
 	go func() { defer close(renewing); s.renewLease(ctx, cancel) }()
@@ -81,7 +105,10 @@ func (s *Streamer) Run(ctx context.Context) error {
 		cancel(nil)
 		<-renewing
 		s.snapshots.Wait()
-		_ = s.Env.Control.ReleaseLease(context.WithoutCancel(ctx), s.Owner)
+		// Bounded: during an outage the SDK's retries would hold up re-acquiring the lease.
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer rcancel()
+		_ = s.Env.Control.ReleaseLease(rctx, s.Owner)
 	}()
 
 	backoff := time.Second
@@ -116,19 +143,53 @@ func (s *Streamer) Run(ctx context.Context) error {
 	}
 }
 
+// untilAvailable runs f until it succeeds, waiting out transient errors (DynamoDB
+// throttling, 5xx, an outage) with backoff and a log line; a fatal error is returned.
+// It returns nil when ctx ends.
+func (s *Streamer) untilAvailable(ctx context.Context, what string, f func() error) error {
+	backoff := time.Second
+	var lastLog time.Time
+	for {
+		err := f()
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		if fault.Classify(err) != fault.Transient {
+			return err
+		}
+		if time.Since(lastLog) > 30*time.Second {
+			s.Env.Log.Warn("waiting for DynamoDB", "owner", s.Owner, "while", what, "error", err.Error(), "retry_in", backoff.String())
+			lastLog = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
 // waitForLease blocks while another streamer holds the lease: only one process may
-// consume the slot, and a second one started at the same time waits as a standby.
+// consume the slot, and a second one started at the same time waits as a standby. While
+// DynamoDB is unreachable it waits too.
 func (s *Streamer) waitForLease(ctx context.Context) error {
 	ttl := s.Env.Config.LeaseTTL.Duration
 	var lastLog time.Time
 	for {
-		err := s.Env.Control.AcquireLease(ctx, s.Owner, ttl)
 		var held *control.ErrLeaseHeld
-		if !errors.As(err, &held) {
+		err := s.untilAvailable(ctx, "acquiring the lease", func() error {
+			err := s.Env.Control.AcquireLease(ctx, s.Owner, ttl)
+			if errors.As(err, &held) {
+				return nil // not an outage: wait below, as a standby
+			}
+			return err
+		})
+		if err != nil || held == nil {
 			return err
 		}
 		if time.Since(lastLog) > time.Minute {
-			s.Env.Log.Warn("waiting as standby", "owner", s.Owner, "reason", err.Error())
+			s.Env.Log.Warn("waiting as standby", "owner", s.Owner, "reason", held.Error())
 			lastLog = time.Now()
 		}
 		select {
@@ -149,7 +210,11 @@ func (s *Streamer) renewLease(ctx context.Context, cancel context.CancelCauseFun
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			err := s.Env.Control.AcquireLease(ctx, s.Owner, ttl)
+			// Each renewal gets what is left of the TTL: the SDK's retries must not keep
+			// this process consuming after a successor may have taken over.
+			rctx, rcancel := context.WithDeadline(ctx, renewed.Add(ttl))
+			err := s.Env.Control.AcquireLease(rctx, s.Owner, ttl)
+			rcancel()
 			var held *control.ErrLeaseHeld
 			if errors.As(err, &held) {
 				cancel(fmt.Errorf("streamer lost its lease: %w", err))
@@ -158,9 +223,15 @@ func (s *Streamer) renewLease(ctx context.Context, cancel context.CancelCauseFun
 			switch {
 			case err == nil:
 				renewed = time.Now()
+			case fault.IsFatal(err):
+				cancel(err)
+				return
 			case time.Since(renewed) > ttl:
-				// A successor may own the lease by now: stop consuming.
-				cancel(fmt.Errorf("streamer could not renew its lease for %s: %w", ttl, err))
+				// A successor may own the lease by now: stop consuming, and take it again
+				// once DynamoDB answers.
+				lapsed := &leaseLapsed{fmt.Errorf("no renewal for %s: %w", ttl, err)}
+				s.Env.Log.Warn("lease lapsed while DynamoDB was unreachable; stopping consumption", "owner", s.Owner, "error", lapsed.Error())
+				cancel(lapsed)
 				return
 			default:
 				s.Env.Log.Warn("lease renewal failed", "error", err.Error())
