@@ -25,6 +25,9 @@ type DeadLetter struct {
 	Key    string `dynamodbav:"key"`
 	Column string `dynamodbav:"column,omitempty"`
 	LSN    uint64 `dynamodbav:"lsn"`
+	// Seq orders changes inside one transaction (two poison changes of one key in one
+	// transaction are two dead letters).
+	Seq    uint32 `dynamodbav:"seq,omitempty"`
 	Source string `dynamodbav:"source"`
 	Reason string `dynamodbav:"reason"`
 	At     string `dynamodbav:"at"`
@@ -56,7 +59,7 @@ const maxReason = 2000
 // for DynamoDB is still recorded in full.
 func (s *Store) AddDeadLetter(ctx context.Context, d DeadLetter) error {
 	sum := sha256.Sum256([]byte(d.Table + "\x00" + d.Key))
-	d.ID = fmt.Sprintf("%s%s#%s#%d", deadLetterPrefix, d.Table, hex.EncodeToString(sum[:8]), d.LSN)
+	d.ID = fmt.Sprintf("%s%s#%s#%d#%d", deadLetterPrefix, d.Table, hex.EncodeToString(sum[:8]), d.LSN, d.Seq)
 	d.At = s.now()
 	if len(d.Reason) > maxReason {
 		d.Reason = d.Reason[:maxReason] + "..."

@@ -154,6 +154,10 @@ func classifyDynamoDB(err error) (Class, bool) {
 	switch api.ErrorCode() {
 	case "ValidationException", "SerializationException":
 		return Poison, true
+	case "ConditionalCheckFailedException":
+		// Callers handle a refused condition themselves (a write that lost); one that
+		// reaches here can never pass by retrying.
+		return Poison, true
 	case "ResourceNotFoundException":
 		// The target table is gone (deleted behind Tandem's back): its changes cannot land.
 		return Poison, true
@@ -180,15 +184,13 @@ func classifyPostgres(err error) (Class, bool) {
 			code == "42501": // insufficient privilege
 			// A rotated secret or a missing grant: the operator fixes it and we go on.
 			return Transient, true
+		case code == "42710": // duplicate object: created concurrently by another process
+			return Transient, true
 		case strings.HasPrefix(code, "22"), // data exception: a value the statement cannot take
-			code == "42P01", // undefined table: a re-read after DROP TABLE
-			code == "42703", // undefined column: a re-read after DROP COLUMN
-			code == "42601", // syntax error: the statement can never run
-			code == "0A000": // feature not supported
+			strings.HasPrefix(code, "42"), // the table, a column or a cast is gone or changed (a re-read after DDL)
+			code == "0A000":               // feature not supported
 			return Poison, true
 		}
-		// Everything else, e.g. 42710 (a publication created concurrently by another
-		// process), is worth another attempt.
 		return Transient, true
 	}
 	var netErr net.Error

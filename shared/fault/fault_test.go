@@ -35,6 +35,8 @@ func TestClassify(t *testing.T) {
 		{pgErr("42P01"), Poison},    // undefined table: a re-read after DROP TABLE
 		{pgErr("42501"), Transient}, // insufficient privilege: the operator grants it
 		{pgErr("42710"), Transient}, // duplicate object: a concurrent CREATE PUBLICATION
+		{pgErr("42883"), Poison},    // undefined function: a key cast after ALTER COLUMN TYPE
+		{&smithy.GenericAPIError{Code: "ConditionalCheckFailedException"}, Poison},
 		{io.ErrUnexpectedEOF, Transient},
 		{fmt.Errorf("read: %w", syscall.ECONNRESET), Transient},
 		{context.DeadlineExceeded, Transient},

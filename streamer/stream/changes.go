@@ -145,6 +145,7 @@ func (s *session) submitPoison(ctx context.Context, t *schema.Table, keyText str
 func (s *session) deadLetterer(t *schema.Table, keyText string, p precedence.Position) func(context.Context, error) error {
 	return func(ctx context.Context, cause error) error {
 		d := control.DeadLetterOf(cause, t.Source(), keyText, p.LSN, "stream")
+		d.Seq = p.Seq
 		s.Env.Log.Error("change dead-lettered", "table", d.Table, "key", d.Key, "column", d.Column, "position", p.String(), "reason", d.Reason)
 		s.metrics.deadLetters.Add(1)
 		return s.Env.Control.AddDeadLetter(ctx, d)

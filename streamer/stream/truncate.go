@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/jackc/pglogrepl"
 
@@ -44,11 +45,14 @@ func (s *session) tombstoneInBackground(t *schema.Table, p precedence.Position) 
 	go func() {
 		defer s.background.Done()
 		n := 0
-		j := job{key: t.Source(), txn: x, deadLetter: s.deadLetterer(t, "*", p), run: func(ctx context.Context) (err error) {
+		j := job{key: t.Source(), txn: x, deadLetter: s.deadLetterer(t, "(TRUNCATE)", p), run: func(ctx context.Context) (err error) {
 			n, err = s.Env.Writer.Truncate(ctx, t, p)
 			return err
 		}}
 		if err := s.ap.apply(s.work, j); err != nil {
+			// The session must end so the TRUNCATE is replayed: left pending, it would hold
+			// every later position back unacknowledged.
+			s.ap.fail(fmt.Errorf("truncating %s: %w", t.Source(), err))
 			s.Env.Log.Warn("truncate interrupted: it is applied again after the reconnect", "table", t.Source(), "position", p.String(), "error", err.Error())
 			return
 		}
