@@ -7,7 +7,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"tandem/shared/ddb"
 	"tandem/shared/fault"
@@ -81,33 +81,21 @@ func (s *Store) Table(ctx context.Context, source string) (t TableState, found b
 
 // Tables lists every planned table.
 func (s *Store) Tables(ctx context.Context) ([]TableState, error) {
-	expr, err := ddb.Build(expression.NewBuilder().WithFilter(ddb.Name("id").BeginsWith(tablePrefix)))
-	if err != nil {
-		return nil, err
-	}
 	var out []TableState
-	p := dynamodb.NewScanPaginator(s.DB, &dynamodb.ScanInput{
-		TableName:                 &s.Name,
-		FilterExpression:          expr.Filter(),
-		ExpressionAttributeNames:  expr.Names(),
-		ExpressionAttributeValues: expr.Values(),
-		ConsistentRead:            boolPtr(true),
+	err := s.scanPrefix(ctx, tablePrefix, func(item map[string]types.AttributeValue) error {
+		var t TableState
+		if err := attributevalue.UnmarshalMap(item, &t); err != nil {
+			return err
+		}
+		out = append(out, t)
+		return nil
 	})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("control: listing tables: %w", err)
-		}
-		var ts []TableState
-		if err := attributevalue.UnmarshalListOfMaps(page.Items, &ts); err != nil {
-			return nil, err
-		}
-		out = append(out, ts...)
+	if err != nil {
+		return nil, fmt.Errorf("control: listing tables: %w", err)
 	}
 	return out, nil
 }
 
-func boolPtr(b bool) *bool { return &b }
 
 // PlanOptions says how to (re)plan a table.
 type PlanOptions struct {
