@@ -96,7 +96,6 @@ func (s *Store) Tables(ctx context.Context) ([]TableState, error) {
 	return out, nil
 }
 
-
 // PlanOptions says how to (re)plan a table.
 type PlanOptions struct {
 	Target string
