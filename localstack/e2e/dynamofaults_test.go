@@ -567,7 +567,7 @@ func TestProgressNotDoubleCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st, err = via.SetSplit(f.ctx, "public.items", st.Epoch, []pg.Range{{Hi: []string{"500"}}, {Lo: []string{"500"}}}); err != nil {
+	if st, err = via.SetSplit(f.ctx, "public.items", st.Epoch, []pg.Range{{Hi: []string{"500"}}, {Lo: []string{"500"}}}, 1000); err != nil {
 		t.Fatalf("splitting: %v", err)
 	}
 	var rows int64

@@ -42,12 +42,14 @@ func rangeID(source string, epoch int64, index int) string {
 	return fmt.Sprintf("%s%s#%d#%05d", rangePrefix, source, epoch, index)
 }
 
-// SetSplit records the key ranges the snapshot of epoch reads, once: a table already split
-// for its epoch keeps its ranges (their progress refers to them), whoever split it. It
-// returns the table's state with its split, or ErrFenced when the epoch moved on.
-func (s *Store) SetSplit(ctx context.Context, source string, epoch int64, ranges []pg.Range) (TableState, error) {
+// SetSplit records the key ranges the snapshot of epoch reads, and the rows estimated while
+// splitting, once: a table already split for its epoch keeps its ranges (their progress
+// refers to them), whoever split it. It returns the table's state with its split, or
+// ErrFenced when the epoch moved on.
+func (s *Store) SetSplit(ctx context.Context, source string, epoch int64, ranges []pg.Range, rowsEstimate int64) (TableState, error) {
 	splitEpoch := ddb.Name("split_epoch")
 	upd := expression.Set(ddb.Name("ranges"), expression.Value(ranges)).
+		Set(ddb.Name("rows_estimate"), expression.Value(rowsEstimate)).
 		Set(splitEpoch, expression.Value(epoch)).
 		Set(ddb.Name("updated_at"), expression.Value(s.now()))
 	cond := nameEpoch.Equal(expression.Value(epoch)).

@@ -2,7 +2,6 @@ package pg
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -18,52 +17,41 @@ type Range struct {
 	Hi []string `json:"hi,omitempty" dynamodbav:"hi,omitempty"`
 }
 
-// samplePerRange is how many sampled keys each range's boundary is chosen from: enough
-// that ranges come out within a few tens of percent of each other on skewed keys.
-const samplePerRange = 64
+// samplePagesPerRange is how many table pages are sampled per range the table may get:
+// whole pages are sampled, and on a table whose keys follow its physical order (a serial
+// key) each page holds one run of keys, so the boundaries are as good as the number of
+// pages they are chosen from.
+const samplePagesPerRange = 16
 
-// RowEstimate is the number of rows t holds by the statistics: pg_class.reltuples, or the
-// planner's estimate where the table was never analysed (it scales the table's current
-// page count by the tuple density it sees, so a freshly loaded table is not "empty").
-func RowEstimate(ctx context.Context, q Querier, t *schema.Table) (int64, error) {
-	if t.EstimatedRows >= 0 {
-		return t.EstimatedRows, nil
+// Split divides t into ranges of about rangeRows rows each, at most maxRanges, and returns
+// them with the table's estimated rows. Boundaries are chosen at even quantiles of key
+// values sampled with TABLESAMPLE SYSTEM (whole pages: at most maxRanges ×
+// samplePagesPerRange of them are read, not the table), which also estimates the rows of a
+// table never analysed. Keys of any orderable type, composite ones included, are compared
+// by PostgreSQL itself, in the order the chunks read them. A table whose statistics say it
+// fits one range is not sampled. The ranges cover every key: the first has no lower bound,
+// the last no upper bound, and each Hi is the next range's Lo.
+func Split(ctx context.Context, q Querier, t *schema.Table, rangeRows int64, maxRanges int) ([]Range, int64, error) {
+	if maxRanges <= 1 || (t.EstimatedRows >= 0 && t.EstimatedRows <= rangeRows) {
+		return []Range{{}}, t.EstimatedRows, nil
 	}
-	var plan []struct {
-		Plan struct {
-			Rows float64 `json:"Plan Rows"`
-		} `json:"Plan"`
+	var pages int64
+	if err := q.QueryRow(ctx, "SELECT pg_relation_size($1::oid::regclass) / current_setting('block_size')::bigint", t.OID).Scan(&pages); err != nil {
+		return nil, 0, fmt.Errorf("postgres: reading the size of %s: %w", t.Source(), err)
 	}
-	var raw []byte
-	if err := q.QueryRow(ctx, "EXPLAIN (FORMAT JSON) SELECT 1 FROM "+fromTable(t)).Scan(&raw); err != nil {
-		return 0, fmt.Errorf("postgres: estimating the rows of %s: %w", t.Source(), err)
+	pct := 100.0
+	if want := float64(maxRanges * samplePagesPerRange); pages > 0 && want < float64(pages) {
+		pct = 100 * want / float64(pages)
 	}
-	if err := json.Unmarshal(raw, &plan); err != nil || len(plan) == 0 {
-		return 0, fmt.Errorf("postgres: estimating the rows of %s: unexpected plan %s", t.Source(), raw)
-	}
-	return int64(plan[0].Plan.Rows), nil
-}
-
-// Split divides t into at most n ranges of about equal rows, estimated from a sample of
-// key values (TABLESAMPLE SYSTEM: whole pages, so the sample reads a fraction of the
-// table, not all of it). Keys of any orderable type, composite ones included, are compared
-// by PostgreSQL itself, in the order the chunks read them. Fewer ranges come back when the
-// sample has fewer distinct keys than needed; one range (the whole table) when n <= 1 or
-// the sample is empty. The ranges cover every key: the first has no lower bound, the last
-// no upper bound, and each Hi is the next range's Lo.
-func Split(ctx context.Context, q Querier, t *schema.Table, rows int64, n int) ([]Range, error) {
-	if n <= 1 || rows <= 0 {
-		return []Range{{}}, nil
-	}
-	want := float64(n * samplePerRange)
-	pct := min(100, max(0.0001, 100*want/float64(rows)))
 	sql := "SELECT " + keyList(t) + " FROM " + fromTable(t) +
 		" TABLESAMPLE SYSTEM (" + strconv.FormatFloat(pct, 'f', -1, 64) + ") ORDER BY " + keyList(t)
-	keyed, err := queryText(ctx, q, sql, nil)
+	sample, err := queryText(ctx, q, sql, nil)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: sampling the keys of %s: %w", t.Source(), err)
+		return nil, 0, fmt.Errorf("postgres: sampling the keys of %s: %w", t.Source(), err)
 	}
-	return rangesFrom(keyed, n), nil
+	rows := int64(float64(len(sample)) * 100 / pct)
+	n := int(min(int64(maxRanges), max(1, (rows+rangeRows-1)/max(1, rangeRows))))
+	return rangesFrom(sample, n), rows, nil
 }
 
 // rangesFrom picks n-1 boundaries at even quantiles of sorted sample keys, dropping

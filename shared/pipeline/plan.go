@@ -158,7 +158,7 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 				return out, err
 			}
 		}
-		out.Tables = append(out.Tables, PlanTable{Table: t.Source(), Target: t.Target, RowsEstimate: t.EstimatedRows, State: st.State})
+		out.Tables = append(out.Tables, PlanTable{Table: t.Source(), Target: t.Target, RowsEstimate: st.RowsEstimate, State: st.State})
 		out.Ranges = append(out.Ranges, units(st, run)...)
 	}
 	recorded, err := e.Control.Tables(ctx)

@@ -45,28 +45,16 @@ func (c *Copier) EnsureSplit(ctx context.Context, t *schema.Table, st control.Ta
 	if st.SplitEpoch == st.Epoch && len(st.Ranges) > 0 {
 		return st, nil
 	}
-	rows, err := pg.RowEstimate(ctx, c.PG, t)
-	if err != nil {
-		return st, err
-	}
-	ranges, err := pg.Split(ctx, c.PG, t, rows, c.rangeCount(rows))
+	ranges, rows, err := pg.Split(ctx, c.PG, t, c.RangeRows, max(1, c.MaxRanges))
 	if err != nil {
 		return st, err
 	}
 	ranges = fitSplit(ranges)
-	if st, err = c.Control.SetSplit(ctx, t.Source(), st.Epoch, ranges); err != nil {
+	if st, err = c.Control.SetSplit(ctx, t.Source(), st.Epoch, ranges, rows); err != nil {
 		return st, err
 	}
 	c.Log.Info("snapshot split into key ranges", "table", t.Source(), "rows_estimate", rows, "ranges", len(st.Ranges))
 	return st, nil
-}
-
-// rangeCount is how many ranges a table of about rows rows is split into.
-func (c *Copier) rangeCount(rows int64) int {
-	if c.RangeRows <= 0 || rows <= c.RangeRows {
-		return 1
-	}
-	return int(min(int64(max(1, c.MaxRanges)), (rows+c.RangeRows-1)/c.RangeRows))
 }
 
 // splitBudget bounds the boundaries' bytes, which live in the table's control item next
