@@ -121,7 +121,9 @@ func TestRangedConvergence(t *testing.T) {
 				tbl := f.table(source)
 				c := f.env.Copier()
 				c.RunID = "test-run"
-				c.AfterRead = func(context.Context, *schema.Table, *pg.Chunk) { time.Sleep(time.Duration(intn(15)) * time.Millisecond) }
+				c.AfterRead = func(context.Context, *schema.Table, *pg.Chunk) {
+					time.Sleep(time.Duration(intn(15)) * time.Millisecond)
+				}
 				for i := range st.Ranges {
 					wg.Go(func() {
 						workers <- struct{}{}

@@ -46,12 +46,12 @@ type StreamerStatus struct {
 
 // TableStatus is one table's snapshot progress and consistency.
 type TableStatus struct {
-	Table         string `json:"table"`
-	Target        string `json:"target"`
-	State         string `json:"state"`
-	RowsCopied    int64  `json:"rows_copied"`
-	RowsEstimate  int64  `json:"rows_estimate"`
-	Chunks        int64  `json:"chunks"`
+	Table        string `json:"table"`
+	Target       string `json:"target"`
+	State        string `json:"state"`
+	RowsCopied   int64  `json:"rows_copied"`
+	RowsEstimate int64  `json:"rows_estimate"`
+	Chunks       int64  `json:"chunks"`
 	// Ranges is how many key ranges the snapshot is split into, RangesDone how many of
 	// them are copied.
 	Ranges        int    `json:"ranges,omitempty"`
