@@ -92,7 +92,11 @@ func fitSplit(ranges []pg.Range) []pg.Range {
 func (c *Copier) runRange(ctx context.Context, t *schema.Table, index int, deadline time.Time) (Result, error) {
 	st, err := c.prepare(ctx, t)
 	if errors.Is(err, control.ErrFenced) {
-		return c.end(ctx, t, index, true)
+		sweep, err := c.interrupted(ctx, t, index)
+		if err != nil {
+			return Result{Table: t.Source(), Range: index}, err
+		}
+		return c.fenced(ctx, t, index, sweep)
 	}
 	if err != nil {
 		return Result{Table: t.Source(), Range: index}, err
@@ -113,7 +117,7 @@ func (c *Copier) runRange(ctx context.Context, t *schema.Table, index int, deadl
 		if r.State != control.Done {
 			done, err := c.copyRange(ctx, t, st, &r, deadline)
 			if errors.Is(err, control.ErrFenced) {
-				return c.fenced(ctx, t, index)
+				return c.fenced(ctx, t, index, false)
 			}
 			if err != nil || !done {
 				return rangeResult(st, r), err
@@ -121,7 +125,7 @@ func (c *Copier) runRange(ctx context.Context, t *schema.Table, index int, deadl
 		}
 	}
 	if err := c.finishTable(ctx, st); errors.Is(err, control.ErrFenced) {
-		return c.fenced(ctx, t, index)
+		return c.fenced(ctx, t, index, false)
 	} else if err != nil {
 		return Result{Table: t.Source(), Range: index, State: st.State}, err
 	}
@@ -173,7 +177,7 @@ func (c *Copier) copyRange(ctx context.Context, t *schema.Table, st control.Tabl
 				return false, err
 			}
 			r.Cursor, r.Chunks, r.RowsCopied = ch.LastKey, r.Chunks+1, r.RowsCopied+int64(len(ch.Rows))
-			if err := c.checkFence(ctx, st); err != nil {
+			if err := c.checkFence(ctx, t, st, ch); err != nil {
 				return false, err
 			}
 		}
@@ -192,16 +196,32 @@ func (c *Copier) copyRange(ctx context.Context, t *schema.Table, st control.Tabl
 }
 
 // checkFence returns ErrFenced when a TRUNCATE or a reset moved the table's epoch on: the
-// range stops before its next chunk (its writes are guarded by the epoch anyway).
-func (c *Copier) checkFence(ctx context.Context, st control.TableState) error {
+// range stops before its next chunk (its writes are guarded by the epoch anyway). The
+// fence was not there when the previous chunk was checked, so of this range only ch may
+// have landed after a TRUNCATE's tombstones: its stale rows are removed here, by key, not
+// by a scan of the whole table.
+func (c *Copier) checkFence(ctx context.Context, t *schema.Table, st control.TableState, ch pg.Chunk) error {
 	cur, _, err := c.Control.Table(ctx, st.Source)
 	if err != nil {
 		return err
 	}
-	if cur.Epoch != st.Epoch || cur.State != control.Running {
-		return control.ErrFenced
+	if cur.Epoch == st.Epoch && cur.State == control.Running {
+		return nil
 	}
-	return nil
+	if cur.FenceLSN > 0 {
+		keys := make([]target.Item, 0, len(ch.Rows))
+		for _, row := range ch.Rows {
+			if key, err := t.ItemKey(row); err == nil { // a poison key was never written
+				keys = append(keys, key)
+			}
+		}
+		n, err := c.Writer.RemoveStale(ctx, t, keys, cur.FenceLSN)
+		if err != nil {
+			return err
+		}
+		c.Log.Info("snapshot range fenced by truncate", "table", t.Source(), "stale_rows_removed", n)
+	}
+	return control.ErrFenced
 }
 
 // finishTable reads B(T) and marks the table done once every range is (DESIGN §2.3): B(T)
@@ -263,14 +283,16 @@ func (c *Copier) runID() string {
 	return c.RunID
 }
 
-// fenced handles a range stopped by a TRUNCATE: rows of its last chunk may have landed
-// after the truncate's tombstones, so stale snapshot rows are swept before returning.
-func (c *Copier) fenced(ctx context.Context, t *schema.Table, index int) (Result, error) {
+// fenced ends a range stopped by a TRUNCATE or a reset. sweep says whether rows this range
+// wrote may have landed after a TRUNCATE's tombstones without being removed (a worker
+// killed between its writes and its fence check): then stale snapshot rows are swept from
+// the whole table, the rare case that needs a scan.
+func (c *Copier) fenced(ctx context.Context, t *schema.Table, index int, sweep bool) (Result, error) {
 	st, _, err := c.Control.Table(ctx, t.Source())
 	if err != nil {
 		return Result{Table: t.Source(), Range: index}, err
 	}
-	if st.FenceLSN > 0 {
+	if sweep && st.FenceLSN > 0 {
 		n, err := c.Writer.Sweep(ctx, t, target.Sweep{FenceLSN: st.FenceLSN})
 		if err != nil {
 			return Result{Table: t.Source(), Range: index}, err
@@ -278,6 +300,16 @@ func (c *Copier) fenced(ctx context.Context, t *schema.Table, index int) (Result
 		c.Log.Info("snapshot fenced by truncate", "table", t.Source(), "range", index, "stale_rows_swept", n)
 	}
 	return c.end(ctx, t, index, true)
+}
+
+// interrupted reports whether range index of the epoch this copier was planned for was left
+// mid-copy (started, not done): its last chunk's writes may not have been fence-checked.
+func (c *Copier) interrupted(ctx context.Context, t *schema.Table, index int) (bool, error) {
+	if c.Epoch == 0 {
+		return true, nil // not known which epoch ran: assume the worst
+	}
+	r, err := c.Control.Range(ctx, control.TableState{Source: t.Source(), Epoch: c.Epoch}, index)
+	return r.State == control.Running, err
 }
 
 func errNotPlanned(t *schema.Table) error {

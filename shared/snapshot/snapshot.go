@@ -85,16 +85,21 @@ const deadlineMargin = 10 * time.Second
 // Run copies the whole table, Parallel ranges at once, until it is done or the deadline
 // is near, and returns the table's progress.
 func (c *Copier) Run(ctx context.Context, t *schema.Table, deadline time.Time) (Result, error) {
-	st, err := c.prepare(ctx, t)
-	if errors.Is(err, control.ErrFenced) {
-		return c.result(ctx, t, true)
-	}
-	if err != nil {
+	var st control.TableState
+	res, ok, err := c.withRetries(ctx, t, 0, deadline, func(ctx context.Context) (Result, error) {
+		var err error
+		if st, err = c.prepare(ctx, t); errors.Is(err, control.ErrFenced) {
+			return c.result(ctx, t, true)
+		}
 		return Result{Table: t.Source()}, err
+	})
+	if err != nil || !ok || res.Fenced {
+		return res, err
 	}
 	if st.Runner != c.Runner {
 		return c.awaitOther(ctx, t, deadline)
 	}
+	c.runID() // chosen once, before the workers share the copier
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	next := make(chan int)
@@ -145,6 +150,16 @@ func (c *Copier) Run(ctx context.Context, t *schema.Table, deadline time.Time) (
 // stored so far and no error, so the state machine simply invokes it again: an outage of
 // minutes slows a table down but never fails it.
 func (c *Copier) RunRange(ctx context.Context, t *schema.Table, index int, deadline time.Time) (Result, error) {
+	res, _, err := c.withRetries(ctx, t, index, deadline, func(ctx context.Context) (Result, error) {
+		return c.runRange(ctx, t, index, deadline)
+	})
+	return res, err
+}
+
+// withRetries runs attempt until it succeeds or fails for good, retrying transient errors
+// with backoff. When the deadline nears first, it gives up (ok false) and returns the
+// range's stored progress and no error.
+func (c *Copier) withRetries(ctx context.Context, t *schema.Table, index int, deadline time.Time, attempt func(context.Context) (Result, error)) (res Result, ok bool, err error) {
 	runCtx := ctx
 	if !deadline.IsZero() {
 		var cancel context.CancelFunc
@@ -153,13 +168,13 @@ func (c *Copier) RunRange(ctx context.Context, t *schema.Table, index int, deadl
 	}
 	backoff := time.Second
 	for {
-		res, err := c.runRange(runCtx, t, index, deadline)
+		res, err := attempt(runCtx)
 		if err == nil || ctx.Err() != nil || !retryable(err) {
-			return res, err
+			return res, err == nil, err
 		}
 		if runCtx.Err() != nil || (!deadline.IsZero() && time.Until(deadline) < deadlineMargin+backoff) {
 			c.Log.Warn("snapshot interrupted by a transient error near the deadline; returning its progress", "table", t.Source(), "range", index, "error", err.Error())
-			return c.progress(ctx, t, index, res), nil
+			return c.progress(ctx, t, index, res), false, nil
 		}
 		c.Log.Warn("snapshot interrupted by a transient error, resuming from the stored cursor", "table", t.Source(), "range", index, "error", err.Error(), "in", backoff.String())
 		select {
