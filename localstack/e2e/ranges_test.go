@@ -233,3 +233,63 @@ func (f *fixture) randomSplit(source string, rng *rand.Rand) {
 		f.t.Fatal(err)
 	}
 }
+
+// TestTruncateDuringRanges truncates a table while its ranges are being copied in
+// parallel, then inserts new rows: every range stops (fenced), exactly one range is elected
+// to finalize, and DynamoDB ends with exactly the new rows, none of the truncated ones.
+func TestTruncateDuringRanges(t *testing.T) {
+	f := newFixture(t, `CREATE TABLE big (id int PRIMARY KEY, v text);
+		INSERT INTO big SELECT g, 'v' || g FROM generate_series(1, 400) g;`, func(c *config.Config) {
+		c.ChunkSize, c.RangeRows, c.MaxRanges = 10, 50, 8
+	})
+	f.plan()
+	f.startStreamer(nil)
+	st, _, err := f.env.Control.Table(f.ctx, "public.big")
+	if err != nil || len(st.Ranges) < 4 {
+		t.Fatalf("want the table split into several ranges: %+v %v", st.Ranges, err)
+	}
+	tbl := f.table("public.big")
+	c := f.env.Copier()
+	c.RunID = "test-run"
+	var once sync.Map
+	c.AfterRead = func(_ context.Context, _ *schema.Table, ch *pg.Chunk) {
+		if _, seen := once.LoadOrStore(ch.LastKey[0], true); !seen {
+			time.Sleep(30 * time.Millisecond)
+		}
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	finalizers, fenced := 0, 0
+	for i := range st.Ranges {
+		wg.Go(func() {
+			res, err := c.RunRange(f.ctx, tbl, i, time.Time{})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil || !res.Done {
+				t.Errorf("range %d: %+v %v", i, res, err)
+			}
+			if res.Finalize {
+				finalizers++
+			}
+			if res.Fenced {
+				fenced++
+			}
+		})
+	}
+	eventually(t, "ranges under way", func() bool {
+		_, rows, _, _ := f.progress("public.big")
+		return rows >= 60
+	})
+	f.exec("TRUNCATE big")
+	f.exec("INSERT INTO big SELECT g, 'new' || g FROM generate_series(1000, 1020) g")
+	wg.Wait()
+	if finalizers != 1 || fenced == 0 {
+		t.Errorf("%d ranges elected to finalize (want 1), %d fenced (want some)", finalizers, fenced)
+	}
+	if _, err := f.env.Finalize(f.ctx, pipeline.TableInput{Table: "public.big"}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitCaughtUp()
+	f.assertConverged("public.big")
+	t.Logf("%d ranges, %d fenced by the TRUNCATE", len(st.Ranges), fenced)
+}
