@@ -99,7 +99,9 @@ func run(ctx context.Context, rows int) error {
 		return err
 	}
 	stack, err := aws.Deploy(ctx, standin.DeployOptions{Stack: "tandem-demo", Template: filepath.Join(root, "template.yaml"),
-		PostgresURL: url, Params: map[string]string{"ChunkSize": "500", "TablePrefix": "demo-"}})
+		PostgresURL: url, Params: map[string]string{"ChunkSize": "500", "TablePrefix": "demo-",
+			// Small ranges, so that even the sample tables are copied by several workers each.
+			"RangeRows": "1000", "MaxConcurrency": "6"}})
 	if err != nil {
 		return err
 	}
@@ -225,7 +227,11 @@ func printStatus(ctx context.Context, env *pipeline.Env, execution string) {
 	}
 	var parts []string
 	for _, t := range st.Tables {
-		parts = append(parts, fmt.Sprintf("%s %s %d/%d", t.Table, t.State, t.RowsCopied, max(t.RowsEstimate, 0)))
+		part := fmt.Sprintf("%s %s %d/%d", t.Table, t.State, t.RowsCopied, max(t.RowsEstimate, 0))
+		if t.Ranges > 1 {
+			part += fmt.Sprintf(" (%d/%d ranges)", t.RangesDone, t.Ranges)
+		}
+		parts = append(parts, part)
 	}
 	fmt.Printf("  execution %s | %s | streamer applied %s, lag %d bytes %.1fs\n", execution, strings.Join(parts, " | "), st.Streamer.AppliedLSN, st.Streamer.LagBytes, st.Streamer.LagSeconds)
 }
