@@ -51,7 +51,7 @@ func New(db *dynamodb.Client, table string) *Store {
 func (s *Store) EnsureTable(ctx context.Context) error {
 	return ddb.EnsureTable(ctx, s.DB, s.Name,
 		[]types.KeySchemaElement{{AttributeName: aws.String("id"), KeyType: types.KeyTypeHash}},
-		[]types.AttributeDefinition{{AttributeName: aws.String("id"), AttributeType: types.ScalarAttributeTypeS}}, "")
+		[]types.AttributeDefinition{{AttributeName: aws.String("id"), AttributeType: types.ScalarAttributeTypeS}}, "", nil)
 }
 
 func (s *Store) now() string { return s.Now().UTC().Format(time.RFC3339Nano) }

@@ -53,7 +53,7 @@ func newTable(t *testing.T) *schema.Table {
 		Columns: []schema.Column{{Name: "id", Type: &mapping.Type{OID: pgtype.Int4OID, Name: "int4", Category: 'N'}},
 			{Name: "v", Type: &mapping.Type{OID: pgtype.TextOID, Name: "text", Category: 'S'}}},
 		Key: []int{0}}
-	if err := target.EnsureTable(context.Background(), db, tbl); err != nil {
+	if err := target.EnsureTable(context.Background(), db, tbl, nil); err != nil {
 		t.Fatal(err)
 	}
 	return tbl
