@@ -46,7 +46,7 @@ func (f *fixture) deploy(t *testing.T) *deployment {
 	}
 	prefix := f.name + "-"
 	st, err := s.Deploy(f.ctx, standin.DeployOptions{Stack: f.name, Template: filepath.Join(root, "template.yaml"), PostgresURL: f.url,
-		Params: map[string]string{"Slot": f.cfg.Slot, "TablePrefix": prefix, "ChunkSize": "40", "MaxConcurrency": "4"}})
+		Params: map[string]string{"Slot": f.cfg.Slot, "TablePrefix": prefix, "ChunkSize": "40", "MaxConcurrency": "4", "SweepSegmentItems": "40"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,15 +124,17 @@ func (d *deployment) assertConverged(t *testing.T, sources ...string) {
 	}
 }
 
-func count(events []sfntypes.HistoryEvent, typ sfntypes.HistoryEventType) int {
+// countIn counts the Map iteration events of the Map state named name.
+func countIn(events []sfntypes.HistoryEvent, typ sfntypes.HistoryEventType, name string) int {
 	n := 0
 	for _, e := range events {
-		if e.Type == typ {
+		if d := e.MapIterationStartedEventDetails; e.Type == typ && d != nil && aws.ToString(d.Name) == name {
 			n++
 		}
 	}
 	return n
 }
+
 
 // TestDeployedStateMachine runs the snapshot through the deployed state machine (Plan,
 // Map with one iteration per table, snapshot loops, Finalize) while the streamer process
@@ -152,7 +154,7 @@ func TestDeployedStateMachine(t *testing.T) {
 	if out.Status != sfntypes.ExecutionStatusSucceeded {
 		t.Fatalf("execution %s: %s %s", out.Status, aws.ToString(out.Error), aws.ToString(out.Cause))
 	}
-	if n := count(events, sfntypes.HistoryEventTypeMapIterationStarted); n != len(mixedTables) {
+	if n := countIn(events, sfntypes.HistoryEventTypeMapIterationStarted, "Tables"); n != len(mixedTables) {
 		t.Errorf("%d Map iterations, want one per table (%d)", n, len(mixedTables))
 	}
 	ops := <-work

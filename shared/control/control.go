@@ -28,6 +28,9 @@ const (
 	// Removed: the table left the configuration or the publication; its changes are no
 	// longer applied, so it is never consistent (DESIGN §2.12).
 	Removed = "removed"
+	// Truncating is shown (by the status, not stored) for a done table while the items a
+	// TRUNCATE left are being removed in the background.
+	Truncating = "truncating"
 )
 
 // ErrFenced means the table's epoch or state changed under a snapshot (a TRUNCATE, a

@@ -119,6 +119,9 @@ func (e *Env) Status(ctx context.Context, in StatusInput) (StatusOutput, error) 
 		if t.State == control.Done {
 			ts.ConsistentLSN = pglogrepl.LSN(t.ConsistentLSN).String()
 		}
+		if t.TruncatingLSN > 0 && t.State == control.Done {
+			ts.State = control.Truncating
+		}
 		e.reconciled(ctx, t, &ts)
 		out.Tables = append(out.Tables, ts)
 		if t.State == control.Failed && in.Results == nil {
