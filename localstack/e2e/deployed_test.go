@@ -135,7 +135,6 @@ func countIn(events []sfntypes.HistoryEvent, typ sfntypes.HistoryEventType, name
 	return n
 }
 
-
 // TestDeployedStateMachine runs the snapshot through the deployed state machine (Plan,
 // Map with one iteration per table, snapshot loops, Finalize) while the streamer process
 // applies a live workload, and requires DynamoDB to equal PostgreSQL afterwards.
