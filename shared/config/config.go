@@ -68,6 +68,10 @@ type Config struct {
 	// segment of a sweep or a TRUNCATE covers; MaxSweepSegments bounds the segments of a table.
 	SweepSegmentItems int `json:"sweep_segment_items"`
 	MaxSweepSegments  int `json:"max_sweep_segments"`
+	// SweepWriters bounds the deletes and tombstones one process's sweeps and TRUNCATE
+	// removals keep in flight together (all their segments): in the streamer, what
+	// background removal may take from the stream's DynamoDB throughput.
+	SweepWriters int `json:"sweep_writers"`
 }
 
 // Table configures one source table.
@@ -147,6 +151,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		"TANDEM_MAX_IN_FLIGHT":       &c.MaxInFlight,
 		"TANDEM_SWEEP_SEGMENT_ITEMS": &c.SweepSegmentItems,
 		"TANDEM_MAX_SWEEP_SEGMENTS":  &c.MaxSweepSegments,
+		"TANDEM_SWEEP_WRITERS":       &c.SweepWriters,
 	}
 	for name, dst := range ints {
 		if v := getenv(name); v != "" {
@@ -230,6 +235,7 @@ func (c *Config) Defaults() {
 	defInt(&c.MaxInFlight, 10000)
 	defInt(&c.SweepSegmentItems, 100000)
 	defInt(&c.MaxSweepSegments, 64)
+	defInt(&c.SweepWriters, 16)
 	if c.CreateTables == nil {
 		t := true
 		c.CreateTables = &t
@@ -272,7 +278,7 @@ func (c *Config) Validate() error {
 	if c.ChunkSize < 1 || c.ChunkSize > 100000 {
 		errs = append(errs, fmt.Errorf("config: chunk_size %d must be between 1 and 100000", c.ChunkSize))
 	}
-	for name, n := range map[string]int{"snapshot_writers": c.SnapshotWriters, "stream_writers": c.StreamWriters} {
+	for name, n := range map[string]int{"snapshot_writers": c.SnapshotWriters, "stream_writers": c.StreamWriters, "sweep_writers": c.SweepWriters} {
 		if n < 1 || n > 1024 {
 			errs = append(errs, fmt.Errorf("config: %s %d must be between 1 and 1024", name, n))
 		}

@@ -61,11 +61,12 @@ const pageLimit = 1000
 // pages; it returns where it stopped instead.
 const deadlineMargin = 15 * time.Second
 
-// segmentWriters is how many deletes or tombstones one segment keeps in flight.
-const segmentWriters = 16
+// SegmentWriters is how many deletes or tombstones one segment keeps in flight (fewer
+// when Writer.PassWriters is lower).
+const SegmentWriters = 16
 
 // pass visits, page by page from start, the items of segment seg of t's target matching
-// filter, applying act to each (segmentWriters at once; act reports whether it removed
+// filter, applying act to each (SegmentWriters at once; act reports whether it removed
 // the item), and saves the progress after each page. It stops when the segment is done
 // (next nil) or before starting a page with less than deadlineMargin left (zero
 // deadline: none). Items are read whole: a Scan is charged for the whole item whatever
@@ -116,17 +117,19 @@ func (w *Writer) pass(ctx context.Context, t *schema.Table, filter expression.Co
 	return nil, removed, nil
 }
 
-// each applies act to every item, segmentWriters at once; it returns once all are done.
+// each applies act to every item, SegmentWriters at once; it returns once all are done.
 func (w *Writer) each(ctx context.Context, items []Item, act func(context.Context, Item) (bool, error)) (int, error) {
 	var n atomic.Int64
 	var first error
 	var mu sync.Mutex
 	todo := make(chan Item)
 	var wg sync.WaitGroup
-	for range min(segmentWriters, len(items)) {
+	for range min(SegmentWriters, len(items)) {
 		wg.Go(func() {
 			for item := range todo {
+				release := w.passSlot(ctx)
 				ok, err := act(ctx, item)
+				release()
 				if ok {
 					n.Add(1)
 				}
@@ -144,6 +147,21 @@ func (w *Writer) each(ctx context.Context, items []Item, act func(context.Contex
 	close(todo)
 	wg.Wait()
 	return int(n.Load()), first
+}
+
+// passSlot waits for one of the PassWriters slots (none when unbounded); release gives
+// it back.
+func (w *Writer) passSlot(ctx context.Context) (release func()) {
+	if w.PassWriters <= 0 {
+		return func() {}
+	}
+	w.passSlotsOnce.Do(func() { w.passSlots = make(chan struct{}, w.PassWriters) })
+	select {
+	case w.passSlots <- struct{}{}:
+		return func() { <-w.passSlots }
+	case <-ctx.Done():
+		return func() {}
+	}
 }
 
 func cmpOr(a, b error) error {

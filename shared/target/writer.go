@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,7 +33,15 @@ type Writer struct {
 	// TombstoneTTL sets __expires on tombstones, a backstop for the sweep.
 	TombstoneTTL time.Duration
 
+	// PassWriters bounds the writes all sweeps and TRUNCATE removals through this writer
+	// keep in flight together, whatever their number of segments (0: segmentWriters per
+	// segment), so background removal in the streamer never crowds out the stream.
+	PassWriters int
+
 	Applied, Lost atomic.Int64
+
+	passSlotsOnce sync.Once
+	passSlots     chan struct{}
 }
 
 // Snapshot writes a row read by a snapshot chunk.

@@ -133,8 +133,18 @@ func (s *Streamer) runTruncation(ctx context.Context, st control.TableState, at 
 	var removed atomic.Int64
 	var wg sync.WaitGroup
 	errs := make([]error, of)
+	// Segments worked on at once: as many as the writers allow (Writer.PassWriters bounds
+	// the writes of all of them together), so the scans, too, leave the stream room.
+	slots := make(chan struct{}, max(1, s.Env.Config.SweepWriters/target.SegmentWriters))
 	for n := range of {
 		wg.Go(func() {
+			select {
+			case slots <- struct{}{}:
+				defer func() { <-slots }()
+			case <-ctx.Done():
+				errs[n] = ctx.Err()
+				return
+			}
 			errs[n] = s.retrying(ctx, "truncating "+st.Source, func() error {
 				prog, err := s.Env.Control.Segment(ctx, job, st.Source, at.LSN, n, of)
 				if err != nil || prog.Done {
