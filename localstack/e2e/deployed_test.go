@@ -136,7 +136,8 @@ func countIn(events []sfntypes.HistoryEvent, typ sfntypes.HistoryEventType, name
 }
 
 // TestDeployedStateMachine runs the snapshot through the deployed state machine (Plan,
-// Map with one iteration per table, snapshot loops, Finalize) while the streamer process
+// Map with one iteration per table, snapshot loops, Finalize in parallel-scan segments)
+// while the streamer process
 // applies a live workload, and requires DynamoDB to equal PostgreSQL afterwards.
 func TestDeployedStateMachine(t *testing.T) {
 	f := newFixture(t, mixedSchema, nil)
@@ -155,6 +156,9 @@ func TestDeployedStateMachine(t *testing.T) {
 	}
 	if n := countIn(events, sfntypes.HistoryEventTypeMapIterationStarted, "Tables"); n != len(mixedTables) {
 		t.Errorf("%d Map iterations, want one per table (%d)", n, len(mixedTables))
+	}
+	if n := countIn(events, sfntypes.HistoryEventTypeMapIterationStarted, "Sweep segments"); n <= len(mixedTables) {
+		t.Errorf("%d finalize segment iterations for %d tables of 100 rows at 40 items a segment: finalize did not run in segments", n, len(mixedTables))
 	}
 	ops := <-work
 	d.waitCaughtUp(t)

@@ -86,6 +86,9 @@ func (w *Writer) pass(ctx context.Context, t *schema.Table, filter expression.Co
 		ConsistentRead:            aws.Bool(true),
 		Limit:                     aws.Int32(pageLimit),
 	}
+	if w.PageLimit > 0 {
+		in.Limit = aws.Int32(int32(w.PageLimit))
+	}
 	if seg.Of > 1 {
 		in.Segment, in.TotalSegments = aws.Int32(int32(seg.N)), aws.Int32(int32(seg.Of))
 	}

@@ -37,6 +37,8 @@ type Writer struct {
 	// keep in flight together, whatever their number of segments (0: segmentWriters per
 	// segment), so background removal in the streamer never crowds out the stream.
 	PassWriters int
+	// PageLimit is the items one scan page of a sweep evaluates (0: pageLimit).
+	PageLimit int
 
 	Applied, Lost atomic.Int64
 
