@@ -7,6 +7,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/jackc/pglogrepl"
 
 	"tandem/shared/config"
 	"tandem/shared/control"
@@ -130,4 +131,35 @@ func (f *fixture) liveItems(table string) int {
 		}
 	}
 	return n
+}
+
+// TestSecondTruncateSupersedes: a TRUNCATE while the removal of an earlier one still runs
+// supersedes it (a higher fence); rows inserted between the two go, the row inserted
+// after the second stays, and the table is consistent once the second's removal is done.
+func TestSecondTruncateSupersedes(t *testing.T) {
+	f := newFixture(t, `
+		CREATE TABLE t (id int PRIMARY KEY, v text);
+		INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 400) g;`, func(c *config.Config) { c.SweepSegmentItems = 100 })
+	f.plan()
+	f.startStreamer(nil)
+	f.snapshot("public.t")
+	f.waitCaughtUp()
+
+	f.exec("TRUNCATE t")
+	f.exec("INSERT INTO t VALUES (1001, 'between the truncates')")
+	f.exec("BEGIN; INSERT INTO t VALUES (1002, 'before the second, same transaction'); TRUNCATE t; INSERT INTO t VALUES (1003, 'after both'); COMMIT")
+	second := f.currentLSN()
+	f.waitCaughtUp()
+	eventually(t, "the second TRUNCATE's removal done", func() bool {
+		st := f.control("public.t")
+		return st.FenceLSN > 0 && st.TruncatingLSN == 0
+	})
+	if st := f.control("public.t"); pglogrepl.LSN(st.FenceLSN) > second {
+		t.Errorf("fence %s after the second TRUNCATE (%s)", pglogrepl.LSN(st.FenceLSN), second)
+	}
+	f.assertConverged("public.t")
+	if got := attrS(f.item("public.t", intKey("id", 1003)), "v"); got != "after both" {
+		t.Errorf("row inserted after the second TRUNCATE: v = %q", got)
+	}
+	eventually(t, "public.t consistent", func() bool { return f.tableStatus("public.t").Consistent })
 }
