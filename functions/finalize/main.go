@@ -4,4 +4,4 @@ package main
 
 import "tandem/shared/pipeline"
 
-func main() { pipeline.Main("finalize", (*pipeline.Env).Finalize) }
+func main() { pipeline.Main("finalize", (*pipeline.Env).FinalizeStep) }

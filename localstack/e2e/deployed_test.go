@@ -53,7 +53,7 @@ func (f *fixture) deploy(t *testing.T) *deployment {
 	prefix := f.name + "-"
 	st, err := s.Deploy(f.ctx, standin.DeployOptions{Stack: f.name, Template: filepath.Join(root, "template.yaml"), PostgresURL: f.url,
 		Params: map[string]string{"Slot": f.cfg.Slot, "TablePrefix": prefix, "ChunkSize": "40", "MaxConcurrency": "4",
-			"RangeRows": "25", "MaxRanges": "6"}})
+			"RangeRows": "25", "MaxRanges": "6", "SweepSegmentItems": "40"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +131,7 @@ func (d *deployment) assertConverged(t *testing.T, sources ...string) {
 	}
 }
 
+// countIn counts the Map iteration events of the Map state named name.
 func count(events []sfntypes.HistoryEvent, typ sfntypes.HistoryEventType) int {
 	n := 0
 	for _, e := range events {
@@ -141,10 +142,20 @@ func count(events []sfntypes.HistoryEvent, typ sfntypes.HistoryEventType) int {
 	return n
 }
 
+func countIn(events []sfntypes.HistoryEvent, typ sfntypes.HistoryEventType, name string) int {
+	n := 0
+	for _, e := range events {
+		if d := e.MapIterationStartedEventDetails; e.Type == typ && d != nil && aws.ToString(d.Name) == name {
+			n++
+		}
+	}
+	return n
+}
+
 // TestDeployedStateMachine runs the snapshot through the deployed state machine (Plan
 // splitting tables into key ranges, a Distributed Map with one child execution per range,
-// snapshot loops, one Finalize per table) while the streamer process applies a live
-// workload, and requires DynamoDB to equal PostgreSQL afterwards.
+// snapshot loops, one Finalize per table in parallel-scan segments) while the streamer
+// process applies a live workload, and requires DynamoDB to equal PostgreSQL afterwards.
 func TestDeployedStateMachine(t *testing.T) {
 	f := newFixture(t, mixedSchema, nil)
 	if err := newWorkload(3, f.src, 100).seedRows(f.ctx, 100); err != nil {
@@ -166,7 +177,7 @@ func TestDeployedStateMachine(t *testing.T) {
 	ops := <-work
 	d.waitCaughtUp(t)
 	d.assertConverged(t, mixedTables...)
-	split := 0
+	split, segmented := 0, 0
 	for _, source := range mixedTables {
 		st, _, err := d.env.Control.Table(f.ctx, source)
 		if err != nil || st.State != control.Done || st.FinalizedEpoch != st.Epoch {
@@ -175,6 +186,17 @@ func TestDeployedStateMachine(t *testing.T) {
 		if len(st.Ranges) > 1 {
 			split++
 		}
+		// Finalize ran in segments: the child executions' inner Map is not in this history.
+		job, _, err := d.env.Control.Sweep(f.ctx, source)
+		if err != nil || !job.Finished {
+			t.Errorf("%s: finalize sweep %+v %v: want it finished", source, job, err)
+		}
+		if job.Segments > 1 {
+			segmented++
+		}
+	}
+	if segmented < 3 {
+		t.Errorf("only %d tables were finalized in several segments (40 items a segment)", segmented)
 	}
 	if split < 3 {
 		t.Errorf("only %d tables were split into ranges (RangeRows 25): the run did not copy ranges in parallel", split)

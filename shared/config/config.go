@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
 	"tandem/shared/ident"
 )
 
@@ -63,6 +65,19 @@ type Config struct {
 	CatalogInterval Duration `json:"catalog_interval"`
 	// StatusInterval is how often the streamer reports to PostgreSQL and the control table.
 	StatusInterval Duration `json:"status_interval"`
+	// WarmReadUnits and WarmWriteUnits, when set, are the warm throughput (read and write
+	// units per second a table can serve at once) of target tables Tandem creates, so a
+	// large snapshot does not start against a cold on-demand table. Zero: DynamoDB's default.
+	WarmReadUnits  int64 `json:"warm_read_units_per_second"`
+	WarmWriteUnits int64 `json:"warm_write_units_per_second"`
+	// SweepSegmentItems is how many items (by DynamoDB's estimate) one parallel-scan
+	// segment of a sweep or a TRUNCATE covers; MaxSweepSegments bounds the segments of a table.
+	SweepSegmentItems int `json:"sweep_segment_items"`
+	MaxSweepSegments  int `json:"max_sweep_segments"`
+	// SweepWriters bounds the deletes and tombstones one process's sweeps and TRUNCATE
+	// removals keep in flight together (all their segments): in the streamer, what
+	// background removal may take from the stream's DynamoDB throughput.
+	SweepWriters int `json:"sweep_writers"`
 }
 
 // Table configures one source table.
@@ -135,13 +150,16 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		}
 	}
 	ints := map[string]*int{
-		"TANDEM_CHUNK_SIZE":       &c.ChunkSize,
-		"TANDEM_MAX_CONCURRENCY":  &c.MaxConcurrency,
-		"TANDEM_RANGE_ROWS":       &c.RangeRows,
-		"TANDEM_MAX_RANGES":       &c.MaxRanges,
-		"TANDEM_SNAPSHOT_WRITERS": &c.SnapshotWriters,
-		"TANDEM_STREAM_WRITERS":   &c.StreamWriters,
-		"TANDEM_MAX_IN_FLIGHT":    &c.MaxInFlight,
+		"TANDEM_CHUNK_SIZE":          &c.ChunkSize,
+		"TANDEM_MAX_CONCURRENCY":     &c.MaxConcurrency,
+		"TANDEM_RANGE_ROWS":          &c.RangeRows,
+		"TANDEM_MAX_RANGES":          &c.MaxRanges,
+		"TANDEM_SNAPSHOT_WRITERS":    &c.SnapshotWriters,
+		"TANDEM_STREAM_WRITERS":      &c.StreamWriters,
+		"TANDEM_MAX_IN_FLIGHT":       &c.MaxInFlight,
+		"TANDEM_SWEEP_SEGMENT_ITEMS": &c.SweepSegmentItems,
+		"TANDEM_MAX_SWEEP_SEGMENTS":  &c.MaxSweepSegments,
+		"TANDEM_SWEEP_WRITERS":       &c.SweepWriters,
 	}
 	for name, dst := range ints {
 		if v := getenv(name); v != "" {
@@ -151,6 +169,18 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 			}
 			if n <= 0 {
 				return fmt.Errorf("config: %s=%d must be positive", name, n)
+			}
+			*dst = n
+		}
+	}
+	for name, dst := range map[string]*int64{
+		"TANDEM_WARM_READ_UNITS":  &c.WarmReadUnits,
+		"TANDEM_WARM_WRITE_UNITS": &c.WarmWriteUnits,
+	} {
+		if v := getenv(name); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n <= 0 {
+				return fmt.Errorf("config: %s=%q must be a positive integer", name, v)
 			}
 			*dst = n
 		}
@@ -213,6 +243,9 @@ func (c *Config) Defaults() {
 	defInt(&c.SnapshotWriters, 16)
 	defInt(&c.StreamWriters, 32)
 	defInt(&c.MaxInFlight, 10000)
+	defInt(&c.SweepSegmentItems, 100000)
+	defInt(&c.MaxSweepSegments, 64)
+	defInt(&c.SweepWriters, 16)
 	if c.CreateTables == nil {
 		t := true
 		c.CreateTables = &t
@@ -263,13 +296,24 @@ func (c *Config) Validate() error {
 	if c.RangeRows < 1 {
 		errs = append(errs, fmt.Errorf("config: range_rows %d must be positive", c.RangeRows))
 	}
-	for name, n := range map[string]int{"snapshot_writers": c.SnapshotWriters, "stream_writers": c.StreamWriters} {
+	for name, n := range map[string]int{"snapshot_writers": c.SnapshotWriters, "stream_writers": c.StreamWriters, "sweep_writers": c.SweepWriters} {
 		if n < 1 || n > 1024 {
 			errs = append(errs, fmt.Errorf("config: %s %d must be between 1 and 1024", name, n))
 		}
 	}
 	if c.MaxInFlight < c.StreamWriters {
 		errs = append(errs, fmt.Errorf("config: max_in_flight %d must be at least stream_writers %d", c.MaxInFlight, c.StreamWriters))
+	}
+	for name, n := range map[string]int64{"warm_read_units_per_second": c.WarmReadUnits, "warm_write_units_per_second": c.WarmWriteUnits} {
+		if n < 0 {
+			errs = append(errs, fmt.Errorf("config: %s %d must be positive (or unset for DynamoDB's default)", name, n))
+		}
+	}
+	if c.SweepSegmentItems < 1 {
+		errs = append(errs, fmt.Errorf("config: sweep_segment_items %d must be positive", c.SweepSegmentItems))
+	}
+	if c.MaxSweepSegments < 1 || c.MaxSweepSegments > 1000000 {
+		errs = append(errs, fmt.Errorf("config: max_sweep_segments %d must be between 1 and 1000000 (DynamoDB's TotalSegments limit)", c.MaxSweepSegments))
 	}
 	if c.TombstoneTTL.Duration < time.Hour {
 		errs = append(errs, fmt.Errorf("config: tombstone_ttl %s must be at least 1h (it must outlive any snapshot)", c.TombstoneTTL))
@@ -296,6 +340,21 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// WarmThroughput is the warm throughput of created target tables (nil: unset).
+func (c *Config) WarmThroughput() *types.WarmThroughput {
+	if c.WarmReadUnits == 0 && c.WarmWriteUnits == 0 {
+		return nil
+	}
+	w := &types.WarmThroughput{}
+	if c.WarmReadUnits > 0 {
+		w.ReadUnitsPerSecond = &c.WarmReadUnits
+	}
+	if c.WarmWriteUnits > 0 {
+		w.WriteUnitsPerSecond = &c.WarmWriteUnits
+	}
+	return w
 }
 
 // SourceTables lists the configured source tables (empty: all).

@@ -12,7 +12,7 @@ import (
 
 func load(t *testing.T, env map[string]string, file string) (*Config, error) {
 	t.Helper()
-	for _, k := range []string{"TANDEM_CONFIG_FILE", "TANDEM_PG_URL", "TANDEM_PG_SECRET_ARN", "TANDEM_TABLES", "TANDEM_CHUNK_SIZE", "TANDEM_CREATE_TABLES", "TANDEM_TOMBSTONE_TTL", "TANDEM_SLOT"} {
+	for _, k := range []string{"TANDEM_CONFIG_FILE", "TANDEM_PG_URL", "TANDEM_PG_SECRET_ARN", "TANDEM_TABLES", "TANDEM_CHUNK_SIZE", "TANDEM_CREATE_TABLES", "TANDEM_TOMBSTONE_TTL", "TANDEM_SLOT", "TANDEM_WARM_READ_UNITS", "TANDEM_WARM_WRITE_UNITS"} {
 		t.Setenv(k, "")
 	}
 	if file != "" {
@@ -52,6 +52,33 @@ func TestDefaultsAndOverrides(t *testing.T) {
 	}
 }
 
+// TestWarmThroughput: created target tables get warm throughput only when it is set, each
+// of its two values on its own.
+func TestWarmThroughput(t *testing.T) {
+	c, err := load(t, map[string]string{"TANDEM_PG_URL": "x", "TANDEM_WARM_WRITE_UNITS": "40000"}, `{"warm_read_units_per_second": 50000}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := c.WarmThroughput()
+	if w == nil || w.ReadUnitsPerSecond == nil || *w.ReadUnitsPerSecond != 50000 || w.WriteUnitsPerSecond == nil || *w.WriteUnitsPerSecond != 40000 {
+		t.Fatalf("warm throughput %+v, want 50000 read and 40000 write units per second", w)
+	}
+	c, err = load(t, map[string]string{"TANDEM_PG_URL": "x", "TANDEM_WARM_WRITE_UNITS": "40000"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.WarmThroughput(); w == nil || w.ReadUnitsPerSecond != nil || *w.WriteUnitsPerSecond != 40000 {
+		t.Fatalf("write units only: %+v", w)
+	}
+	c, err = load(t, map[string]string{"TANDEM_PG_URL": "x"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.WarmThroughput(); w != nil {
+		t.Fatalf("unset warm throughput must be omitted, got %+v", w)
+	}
+}
+
 func TestEveryTableWhenNoneListed(t *testing.T) {
 	c := &Config{PostgresURL: "x", TablePrefix: "prod-"}
 	c.Defaults()
@@ -80,6 +107,9 @@ func TestValidationErrorsNameTheSetting(t *testing.T) {
 		{map[string]string{"TANDEM_PG_URL": "x"}, `{"tables": [{"source": "\"a\".b"}, {"source": "a.\"b\""}]}`, []string{"listed twice"}},
 		{map[string]string{"TANDEM_PG_URL": "x"}, `{"table_prefix": "my prefix "}`, []string{"table_prefix"}},
 		{map[string]string{"TANDEM_PG_URL": "x"}, `{"chunk_sise": 5}`, []string{"unknown field", "chunk_sise"}},
+		{map[string]string{"TANDEM_PG_URL": "x", "TANDEM_WARM_WRITE_UNITS": "0"}, "", []string{"TANDEM_WARM_WRITE_UNITS", "positive"}},
+		{map[string]string{"TANDEM_PG_URL": "x"}, `{"warm_read_units_per_second": -5}`, []string{"warm_read_units_per_second", "positive"}},
+		{map[string]string{"TANDEM_PG_URL": "x"}, `{"max_sweep_segments": -1}`, []string{"max_sweep_segments"}},
 	}
 	for _, c := range cases {
 		_, err := load(t, c.env, c.file)

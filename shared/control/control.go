@@ -28,6 +28,9 @@ const (
 	// Removed: the table left the configuration or the publication; its changes are no
 	// longer applied, so it is never consistent (DESIGN §2.12).
 	Removed = "removed"
+	// Truncating is shown (by the status, not stored) for a done table while the items a
+	// TRUNCATE left are being removed in the background.
+	Truncating = "truncating"
 )
 
 // ErrFenced means the table's epoch or state changed under a snapshot (a TRUNCATE, a
@@ -51,7 +54,7 @@ func New(db *dynamodb.Client, table string) *Store {
 func (s *Store) EnsureTable(ctx context.Context) error {
 	return ddb.EnsureTable(ctx, s.DB, s.Name,
 		[]types.KeySchemaElement{{AttributeName: aws.String("id"), KeyType: types.KeyTypeHash}},
-		[]types.AttributeDefinition{{AttributeName: aws.String("id"), AttributeType: types.ScalarAttributeTypeS}}, "")
+		[]types.AttributeDefinition{{AttributeName: aws.String("id"), AttributeType: types.ScalarAttributeTypeS}}, "", nil)
 }
 
 func (s *Store) now() string { return s.Now().UTC().Format(time.RFC3339Nano) }

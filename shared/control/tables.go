@@ -42,6 +42,12 @@ type TableState struct {
 	Consistent bool `dynamodbav:"consistent"`
 	// FenceLSN is the LSN of the last TRUNCATE: snapshot rows read before it are stale.
 	FenceLSN uint64 `dynamodbav:"fence_lsn,omitempty"`
+	// TruncatingLSN is the fence of a TRUNCATE whose removal of older items still runs in
+	// the background, in TruncateSegments parallel-scan segments (progress:
+	// SegmentProgress of JobTruncate): the table is not consistent until it is done.
+	TruncatingLSN    uint64 `dynamodbav:"truncating_lsn,omitempty"`
+	TruncatingSeq    uint32 `dynamodbav:"truncating_seq,omitempty"`
+	TruncateSegments int    `dynamodbav:"truncate_segments,omitempty"`
 	// FloorLSN is set when a schema change required a new snapshot: stream items
 	// committed before it describe the old shape and may be replaced by it (§2.9).
 	FloorLSN uint64 `dynamodbav:"floor_lsn,omitempty"`
@@ -69,7 +75,7 @@ type TableState struct {
 
 // IsConsistent is DESIGN §2.3's rule, for a streamer that has applied up to applied.
 func (t TableState) IsConsistent(applied uint64) bool {
-	return t.State == Done && t.Degraded == "" && t.ConsistentLSN <= applied
+	return t.State == Done && t.Degraded == "" && t.TruncatingLSN == 0 && t.ConsistentLSN <= applied
 }
 
 func tableID(source string) string { return tablePrefix + source }
@@ -299,12 +305,25 @@ func (s *Store) MarkFinalized(ctx context.Context, source string, epoch int64) e
 
 // Truncated records a TRUNCATE of the table at lsn (DESIGN §2.8): the epoch changes so a
 // running snapshot stops, and since the table was empty at lsn and every later change is
-// streamed, its snapshot is complete with B(T) = lsn.
-func (s *Store) Truncated(ctx context.Context, source string, lsn uint64) error {
+// streamed, its snapshot is complete with B(T) = lsn. It also records the background
+// removal of the older items, in segments parallel-scan segments (TruncatingLSN; a
+// running one for an earlier TRUNCATE is superseded): the table is not consistent until
+// FinishTruncate.
+func (s *Store) Truncated(ctx context.Context, source string, lsn uint64, seq uint32, segments int) error {
 	for {
 		cur, found, err := s.Table(ctx, source)
 		if err != nil || !found {
 			return err
+		}
+		if cur.FenceLSN == lsn && cur.TruncatingLSN == lsn && seq > cur.TruncatingSeq {
+			// A second TRUNCATE in the same transaction: rows inserted between the two go too.
+			upd := expression.Set(ddb.Name("truncating_seq"), expression.Value(seq)).
+				Set(ddb.Name("updated_at"), expression.Value(s.now()))
+			ok, err := s.update(ctx, tableID(source), upd, condPtr(nameEpoch.Equal(expression.Value(cur.Epoch))))
+			if err != nil || ok {
+				return err
+			}
+			continue
 		}
 		if cur.FenceLSN >= lsn {
 			// Already recorded: a retry after a lost response, or the stream replaying the
@@ -314,6 +333,10 @@ func (s *Store) Truncated(ctx context.Context, source string, lsn uint64) error 
 		}
 		upd := expression.Set(nameEpoch, expression.Value(cur.Epoch+1)).
 			Set(ddb.Name("fence_lsn"), expression.Value(lsn)).
+			Set(ddb.Name("truncating_lsn"), expression.Value(lsn)).
+			Set(ddb.Name("truncating_seq"), expression.Value(seq)).
+			Set(ddb.Name("truncate_segments"), expression.Value(segments)).
+			Set(ddb.Name("consistent"), expression.Value(false)).
 			Set(ddb.Name("updated_at"), expression.Value(s.now()))
 		if cur.State != Done {
 			upd = upd.Set(nameState, expression.Value(Done)).
@@ -346,7 +369,7 @@ func (s *Store) MarkConsistent(ctx context.Context, applied uint64) error {
 			continue
 		}
 		cond := nameEpoch.Equal(expression.Value(t.Epoch)).And(nameState.Equal(expression.Value(Done)),
-			expression.AttributeNotExists(ddb.Name("degraded")))
+			expression.AttributeNotExists(ddb.Name("degraded")), expression.AttributeNotExists(ddb.Name("truncating_lsn")))
 		if _, err := s.update(ctx, t.ID, expression.Set(ddb.Name("consistent"), expression.Value(true)), &cond); err != nil {
 			return err
 		}

@@ -37,9 +37,24 @@ func IsConditionFailed(err error) bool {
 	return errors.As(err, &ccf)
 }
 
+// ConditionFailedItem reports whether err is a write refused by its condition and, if
+// so, the item that refused it, as returned with ReturnValuesOnConditionCheckFailure
+// ALL_OLD (nil: no item under that key).
+func ConditionFailedItem(err error) (map[string]types.AttributeValue, bool) {
+	var ccf *types.ConditionalCheckFailedException
+	if !errors.As(err, &ccf) {
+		return nil, false
+	}
+	if len(ccf.Item) == 0 {
+		return nil, true
+	}
+	return ccf.Item, true
+}
+
 // EnsureTable creates a table with on-demand capacity if it does not exist and waits
-// until it is active. ttlAttr, when set, enables TTL on that attribute.
-func EnsureTable(ctx context.Context, c *dynamodb.Client, name string, keys []types.KeySchemaElement, attrs []types.AttributeDefinition, ttlAttr string) error {
+// until it is active. ttlAttr, when set, enables TTL on that attribute; warm, when set,
+// is the warm throughput the new table starts with (an existing table is left as is).
+func EnsureTable(ctx context.Context, c *dynamodb.Client, name string, keys []types.KeySchemaElement, attrs []types.AttributeDefinition, ttlAttr string, warm *types.WarmThroughput) error {
 	_, err := c.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &name})
 	var notFound *types.ResourceNotFoundException
 	switch {
@@ -53,6 +68,7 @@ func EnsureTable(ctx context.Context, c *dynamodb.Client, name string, keys []ty
 		KeySchema:            keys,
 		AttributeDefinitions: attrs,
 		BillingMode:          types.BillingModePayPerRequest,
+		WarmThroughput:       warm,
 	})
 	var inUse *types.ResourceInUseException
 	if err != nil && !errors.As(err, &inUse) {

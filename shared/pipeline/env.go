@@ -72,7 +72,7 @@ func FromParts(cfg *config.Config, pool *pgxpool.Pool, db *dynamodb.Client, log 
 		PG:      pool,
 		DB:      db,
 		Control: control.New(db, cfg.ControlTable),
-		Writer:  &target.Writer{DB: db, TombstoneTTL: cfg.TombstoneTTL.Duration},
+		Writer:  &target.Writer{DB: db, TombstoneTTL: cfg.TombstoneTTL.Duration, PassWriters: cfg.SweepWriters},
 		Types:   &pg.Types{},
 		Log:     log,
 	}

@@ -7,7 +7,6 @@ import (
 	"tandem/shared/control"
 	"tandem/shared/metrics"
 	"tandem/shared/snapshot"
-	"tandem/shared/target"
 )
 
 // TableInput is the input of the snapshot and finalize handlers: one Map item.
@@ -79,44 +78,16 @@ type FinalizeOutput struct {
 	Error string `json:"error,omitempty"`
 }
 
-// Finalize runs after a table's snapshot is done. It sweeps what no snapshot can rewrite
-// any more: snapshot rows fenced by a TRUNCATE, items of rows that vanished while a
-// re-snapshot ran (a reset or a schema change), and tombstones no snapshot can race
-// (DESIGN §2.5). It reports whether the table is consistent yet.
+// Finalize runs after a table's snapshot is done: it sweeps, in parallel-scan segments
+// all worked on here, what no snapshot can rewrite any more (FinalizeSegments) and
+// reports whether the table is consistent yet. The state machine runs the same steps
+// with one invocation per segment (FinalizeStep). With Error set it records the
+// failure the state machine caught instead.
 func (e *Env) Finalize(ctx context.Context, in TableInput) (FinalizeOutput, error) {
-	out := FinalizeOutput{Table: in.Table}
 	if in.Error != nil {
 		return e.fail(ctx, in)
 	}
-	t, err := e.Describe(ctx, in.Table)
-	if err != nil {
-		return out, err
-	}
-	// The checkpoint is read before the state: every tombstone at or before its applied
-	// LSN was committed before a snapshot that starts after the state read could read.
-	cp, err := e.Control.Checkpoint(ctx)
-	if err != nil {
-		return out, err
-	}
-	st, _, err := e.Control.Table(ctx, in.Table)
-	if err != nil {
-		return out, err
-	}
-	out.State, out.ConsistentLSN = st.State, st.ConsistentLSN
-	if st.State != control.Done {
-		return out, nil
-	}
-	sweep := target.Sweep{FenceLSN: st.FenceLSN, Epoch: st.Epoch, Floor: st.FloorLSN,
-		Orphans: st.Epoch > 1 || st.FloorLSN > 0, TombstonesUpTo: cp.AppliedLSN}
-	if out.Swept, err = e.Writer.Sweep(ctx, t, sweep); err != nil {
-		return out, err
-	}
-	if err := e.Control.MarkFinalized(ctx, in.Table, st.Epoch); err != nil {
-		return out, err
-	}
-	out.Consistent = st.IsConsistent(cp.AppliedLSN)
-	e.Log.Info("finalized", "table", in.Table, "consistent", out.Consistent, "swept", out.Swept)
-	return out, nil
+	return e.finalizeHere(ctx, in.Table)
 }
 
 // fail records a table's failure reported by the state machine, so the control table

@@ -132,7 +132,7 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 	for _, p := range tables {
 		t := p.t
 		if *cfg.CreateTables {
-			if err := target.EnsureTable(ctx, e.DB, t); err != nil {
+			if err := target.EnsureTable(ctx, e.DB, t, e.Config.WarmThroughput()); err != nil {
 				return out, err
 			}
 		}

@@ -124,6 +124,9 @@ func (e *Env) Status(ctx context.Context, in StatusInput) (StatusOutput, error) 
 		if t.State == control.Done {
 			ts.ConsistentLSN = pglogrepl.LSN(t.ConsistentLSN).String()
 		}
+		if t.TruncatingLSN > 0 && t.State == control.Done {
+			ts.State = control.Truncating
+		}
 		if t.SplitEpoch == t.Epoch {
 			ts.Ranges = len(t.Ranges)
 			if t.State == control.Done {

@@ -16,34 +16,162 @@ import (
 	"tandem/shared/schema"
 )
 
-// scan visits, page by page, the items of t's target matching filter, so memory stays
-// bounded by one page. Items are read whole: a Scan is charged for the whole item
-// whatever it projects, and a projection would have to name the key attributes, which the
+// Segment names one DynamoDB parallel-scan segment (Segment N of TotalSegments Of) of a
+// pass over a target table: sweeps and TRUNCATEs are split into segments worked on at
+// once, each resumable on its own, so no step needs one pass over a whole table.
+type Segment struct {
+	N  int `json:"segment"`
+	Of int `json:"of"`
+}
+
+// Whole is the one segment of a table scanned in a single pass.
+var Whole = Segment{N: 0, Of: 1}
+
+// Page is a segment's progress once a page's writes are durable: the scan resumes after
+// Next (nil: the segment is done); Removed counts the items this page removed.
+type Page struct {
+	Next    Item
+	Removed int
+}
+
+// SaveFunc records a segment's progress after each page, so a killed worker resumes
+// there; nil records nothing.
+type SaveFunc func(ctx context.Context, p Page) error
+
+// Segments is how many parallel-scan segments a pass over target should use: one per
+// perSegment items of DynamoDB's estimate (DescribeTable's ItemCount, or its size at
+// 1 KB an item when larger), between 1 and maxSegments. The estimate is refreshed by
+// DynamoDB about every six hours: it sizes the work, it does not bound it.
+func (w *Writer) Segments(ctx context.Context, target string, perSegment, maxSegments int) (int, error) {
+	out, err := w.DB.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &target})
+	if err != nil {
+		return 0, fmt.Errorf("dynamodb: describing %s: %w", target, err)
+	}
+	items := aws.ToInt64(out.Table.ItemCount)
+	items = max(items, aws.ToInt64(out.Table.TableSizeBytes)/1024)
+	n := int((items + int64(perSegment) - 1) / int64(perSegment))
+	return min(max(n, 1), maxSegments), nil
+}
+
+// pageLimit bounds the items one scan page evaluates, so progress is saved often and a
+// page's writes fit well inside an invocation's deadline margin.
+const pageLimit = 1000
+
+// deadlineMargin is the time left before the deadline at which a pass stops starting
+// pages; it returns where it stopped instead.
+const deadlineMargin = 15 * time.Second
+
+// SegmentWriters is how many deletes or tombstones one segment keeps in flight (fewer
+// when Writer.PassWriters is lower).
+const SegmentWriters = 16
+
+// pass visits, page by page from start, the items of segment seg of t's target matching
+// filter, applying act to each (SegmentWriters at once; act reports whether it removed
+// the item), and saves the progress after each page. It stops when the segment is done
+// (next nil) or before starting a page with less than deadlineMargin left (zero
+// deadline: none). Items are read whole: a Scan is charged for the whole item whatever
+// it projects, and a projection would have to name the key attributes, which the
 // emulator the tests run against (moto 5.2) misreads when a name ends in "[n]".
-func (w *Writer) scan(ctx context.Context, t *schema.Table, filter expression.ConditionBuilder, visit func(Item) error) error {
+func (w *Writer) pass(ctx context.Context, t *schema.Table, filter expression.ConditionBuilder, seg Segment, start Item, deadline time.Time,
+	act func(context.Context, Item) (bool, error), save SaveFunc) (next Item, removed int, err error) {
 	expr, err := ddb.Build(expression.NewBuilder().WithFilter(filter))
 	if err != nil {
-		return err
+		return start, 0, err
 	}
-	p := dynamodb.NewScanPaginator(w.DB, &dynamodb.ScanInput{
+	in := &dynamodb.ScanInput{
 		TableName:                 &t.Target,
 		FilterExpression:          expr.Filter(),
 		ExpressionAttributeNames:  expr.Names(),
 		ExpressionAttributeValues: expr.Values(),
 		ConsistentRead:            aws.Bool(true),
-	})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return fmt.Errorf("dynamodb: scanning %s: %w", t.Target, err)
+		Limit:                     aws.Int32(pageLimit),
+	}
+	if w.PageLimit > 0 {
+		in.Limit = aws.Int32(int32(w.PageLimit))
+	}
+	if seg.Of > 1 {
+		in.Segment, in.TotalSegments = aws.Int32(int32(seg.N)), aws.Int32(int32(seg.Of))
+	}
+	next = start
+	for first := true; first || next != nil; first = false {
+		if !first && !deadline.IsZero() && time.Until(deadline) < deadlineMargin {
+			return next, removed, nil
 		}
-		for _, item := range page.Items {
-			if err := visit(item); err != nil {
-				return err
+		in.ExclusiveStartKey = next
+		page, err := w.DB.Scan(ctx, in)
+		if err != nil {
+			return next, removed, fmt.Errorf("dynamodb: scanning %s: %w", t.Target, err)
+		}
+		n, err := w.each(ctx, page.Items, act)
+		removed += n
+		if err != nil {
+			return next, removed, err
+		}
+		next = page.LastEvaluatedKey
+		if len(next) == 0 {
+			next = nil
+		}
+		if save != nil {
+			if err := save(ctx, Page{Next: next, Removed: n}); err != nil {
+				return next, removed, err
 			}
 		}
 	}
-	return nil
+	return nil, removed, nil
+}
+
+// each applies act to every item, SegmentWriters at once; it returns once all are done.
+func (w *Writer) each(ctx context.Context, items []Item, act func(context.Context, Item) (bool, error)) (int, error) {
+	var n atomic.Int64
+	var first error
+	var mu sync.Mutex
+	todo := make(chan Item)
+	var wg sync.WaitGroup
+	for range min(SegmentWriters, len(items)) {
+		wg.Go(func() {
+			for item := range todo {
+				release := w.passSlot(ctx)
+				ok, err := act(ctx, item)
+				release()
+				if ok {
+					n.Add(1)
+				}
+				if err != nil {
+					mu.Lock()
+					first = cmpOr(first, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, item := range items {
+		todo <- item
+	}
+	close(todo)
+	wg.Wait()
+	return int(n.Load()), first
+}
+
+// passSlot waits for one of the PassWriters slots (none when unbounded); release gives
+// it back.
+func (w *Writer) passSlot(ctx context.Context) (release func()) {
+	if w.PassWriters <= 0 {
+		return func() {}
+	}
+	w.passSlotsOnce.Do(func() { w.passSlots = make(chan struct{}, w.PassWriters) })
+	select {
+	case w.passSlots <- struct{}{}:
+		return func() { <-w.passSlots }
+	case <-ctx.Done():
+		return func() {}
+	}
+}
+
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
 }
 
 func keyOf(t *schema.Table, item Item) Item {
@@ -54,49 +182,32 @@ func keyOf(t *schema.Table, item Item) Item {
 	return key
 }
 
-// truncateWriters is how many tombstones a TRUNCATE writes at once.
-const truncateWriters = 16
-
-// Truncate soft-deletes every live item of t written before the TRUNCATE at p (DESIGN
-// §2.8), in parallel. Each tombstone is guarded by precedence.WrittenBefore, so writes
-// after the TRUNCATE (streamed or snapshotted) that land meanwhile are never touched, and
-// the caller need not hold the stream back while it runs.
+// Truncate soft-deletes, in one pass, every live item of t written before the TRUNCATE
+// at p (DESIGN §2.8); see TruncateSegment.
 func (w *Writer) Truncate(ctx context.Context, t *schema.Table, p precedence.Position) (int, error) {
-	var n atomic.Int64
+	_, n, err := w.TruncateSegment(ctx, t, p, Whole, nil, time.Time{}, nil)
+	return n, err
+}
+
+// TruncateSegment soft-deletes the live items of segment seg of t written before the
+// TRUNCATE at p, from start until the segment is done or the deadline nears (see pass).
+// Each tombstone is guarded by precedence.WrittenBefore, so writes after the TRUNCATE
+// (streamed or snapshotted) that land meanwhile are never touched, and the stream need
+// not wait for it.
+func (w *Writer) TruncateSegment(ctx context.Context, t *schema.Table, p precedence.Position, seg Segment, start Item, deadline time.Time, save SaveFunc) (Item, int, error) {
 	before := precedence.WrittenBefore(p)
 	live := expression.AttributeNotExists(ddb.Name(precedence.AttrDeleted)).And(before)
 	expires := time.Now().Add(w.TombstoneTTL).Unix()
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	keys := make(chan Item)
-	var wg sync.WaitGroup
-	for range truncateWriters {
-		wg.Go(func() {
-			for key := range keys {
-				err := w.putItem(ctx, t, precedence.Tombstone(key, p, expires), before)
-				switch {
-				case err == nil:
-					n.Add(1)
-				case !ddb.IsConditionFailed(err):
-					cancel(fmt.Errorf("dynamodb: truncating %s: %w", t.Target, err))
-				}
-			}
-		})
-	}
-	err := w.scan(ctx, t, live, func(item Item) error {
-		select {
-		case keys <- keyOf(t, item):
-			return nil
-		case <-ctx.Done():
-			return context.Cause(ctx)
+	return w.pass(ctx, t, live, seg, start, deadline, func(ctx context.Context, item Item) (bool, error) {
+		err := w.putItem(ctx, t, precedence.Tombstone(keyOf(t, item), p, expires), before)
+		switch {
+		case err == nil:
+			return true, nil
+		case ddb.IsConditionFailed(err):
+			return false, nil
 		}
-	})
-	close(keys)
-	wg.Wait()
-	if cause := context.Cause(ctx); cause != nil && err == nil {
-		err = cause
-	}
-	return int(n.Load()), err
+		return false, fmt.Errorf("dynamodb: truncating %s: %w", t.Target, err)
+	}, save)
 }
 
 // Sweep says what may be removed once a table's snapshot can no longer write (zero
@@ -104,20 +215,28 @@ func (w *Writer) Truncate(ctx context.Context, t *schema.Table, p precedence.Pos
 type Sweep struct {
 	// FenceLSN: snapshot rows read before a TRUNCATE at it (a fenced snapshot's in-flight
 	// writes may have landed after the truncate's tombstones).
-	FenceLSN uint64
+	FenceLSN uint64 `json:"fence_lsn,omitempty"`
 	// Epoch and Floor: with Orphans, items the snapshot of Epoch (floored at Floor) should
 	// have rewritten but did not, because their rows no longer exist (precedence.Orphan).
-	Epoch   int64
-	Floor   uint64
-	Orphans bool
+	Epoch   int64  `json:"epoch,omitempty"`
+	Floor   uint64 `json:"floor,omitempty"`
+	Orphans bool   `json:"orphans,omitempty"`
 	// TombstonesUpTo: tombstones committed at or before it (DESIGN §2.5); the caller
 	// guarantees no snapshot that started before it is still running.
-	TombstonesUpTo uint64
+	TombstonesUpTo uint64 `json:"tombstones_up_to,omitempty"`
 }
 
-// Sweep removes, in one scan of the target table, everything s describes, each item
-// under a condition that re-checks it, so a write that landed meanwhile is kept.
+// Sweep removes, in one pass over the target table, everything s describes; see
+// SweepSegment.
 func (w *Writer) Sweep(ctx context.Context, t *schema.Table, s Sweep) (int, error) {
+	_, n, err := w.SweepSegment(ctx, t, s, Whole, nil, time.Time{}, nil)
+	return n, err
+}
+
+// SweepSegment removes what s describes from segment seg of the target table, from start
+// until the segment is done or the deadline nears (see pass), each item under a
+// condition that re-checks it, so a write that landed meanwhile is kept.
+func (w *Writer) SweepSegment(ctx context.Context, t *schema.Table, s Sweep, seg Segment, start Item, deadline time.Time, save SaveFunc) (Item, int, error) {
 	var general []expression.ConditionBuilder
 	if s.FenceLSN > 0 {
 		general = append(general, precedence.StaleSnapshot(s.FenceLSN))
@@ -130,15 +249,18 @@ func (w *Writer) Sweep(ctx context.Context, t *schema.Table, s Sweep) (int, erro
 		filters = append(filters, precedence.TombstoneAtOrBefore(s.TombstonesUpTo))
 	}
 	if len(filters) == 0 {
-		return 0, nil
+		if save != nil {
+			return nil, 0, save(ctx, Page{})
+		}
+		return nil, 0, nil
 	}
-	return w.deleteWhere(ctx, t, or(filters), func(item Item) expression.ConditionBuilder {
+	return w.pass(ctx, t, or(filters), seg, start, deadline, func(ctx context.Context, item Item) (bool, error) {
 		guards := general
 		if p, _, ok := precedence.ItemPosition(item); ok && s.TombstonesUpTo > 0 && precedence.IsTombstone(item) {
 			guards = append(append([]expression.ConditionBuilder(nil), general...), precedence.SweepableTombstone(p))
 		}
-		return or(guards)
-	})
+		return w.deleteIf(ctx, t, item, or(guards))
+	}, save)
 }
 
 func or(conds []expression.ConditionBuilder) expression.ConditionBuilder {
@@ -148,27 +270,24 @@ func or(conds []expression.ConditionBuilder) expression.ConditionBuilder {
 	return expression.Or(conds[0], conds[1], conds[2:]...)
 }
 
-func (w *Writer) deleteWhere(ctx context.Context, t *schema.Table, filter expression.ConditionBuilder, guard func(Item) expression.ConditionBuilder) (int, error) {
-	n := 0
-	err := w.scan(ctx, t, filter, func(item Item) error {
-		expr, err := ddb.Build(expression.NewBuilder().WithCondition(guard(item)))
-		if err != nil {
-			return err
-		}
-		_, err = w.DB.DeleteItem(ctx, &dynamodb.DeleteItemInput{
-			TableName:                 &t.Target,
-			Key:                       keyOf(t, item),
-			ConditionExpression:       expr.Condition(),
-			ExpressionAttributeNames:  expr.Names(),
-			ExpressionAttributeValues: expr.Values(),
-		})
-		switch {
-		case err == nil:
-			n++
-		case !ddb.IsConditionFailed(err):
-			return fmt.Errorf("dynamodb: sweeping %s: %w", t.Target, err)
-		}
-		return nil
+// deleteIf deletes item under guard; false when the guard refused it (written meanwhile).
+func (w *Writer) deleteIf(ctx context.Context, t *schema.Table, item Item, guard expression.ConditionBuilder) (bool, error) {
+	expr, err := ddb.Build(expression.NewBuilder().WithCondition(guard))
+	if err != nil {
+		return false, err
+	}
+	_, err = w.DB.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                 &t.Target,
+		Key:                       keyOf(t, item),
+		ConditionExpression:       expr.Condition(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
 	})
-	return n, err
+	switch {
+	case err == nil:
+		return true, nil
+	case ddb.IsConditionFailed(err):
+		return false, nil
+	}
+	return false, fmt.Errorf("dynamodb: sweeping %s: %w", t.Target, err)
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,7 +33,17 @@ type Writer struct {
 	// TombstoneTTL sets __expires on tombstones, a backstop for the sweep.
 	TombstoneTTL time.Duration
 
+	// PassWriters bounds the writes all sweeps and TRUNCATE removals through this writer
+	// keep in flight together, whatever their number of segments (0: segmentWriters per
+	// segment), so background removal in the streamer never crowds out the stream.
+	PassWriters int
+	// PageLimit is the items one scan page of a sweep evaluates (0: pageLimit).
+	PageLimit int
+
 	Applied, Lost atomic.Int64
+
+	passSlotsOnce sync.Once
+	passSlots     chan struct{}
 }
 
 // Snapshot writes a row read by a snapshot chunk.
@@ -60,16 +71,27 @@ func (w *Writer) put(ctx context.Context, t *schema.Table, item Item, cond expre
 }
 
 func (w *Writer) putItem(ctx context.Context, t *schema.Table, item Item, cond expression.ConditionBuilder) error {
+	return w.putItemWith(ctx, t, item, cond, "")
+}
+
+// putItemReturning is putItem whose refusal carries the item that refused it
+// (ddb.ConditionFailedItem).
+func (w *Writer) putItemReturning(ctx context.Context, t *schema.Table, item Item, cond expression.ConditionBuilder) error {
+	return w.putItemWith(ctx, t, item, cond, types.ReturnValuesOnConditionCheckFailureAllOld)
+}
+
+func (w *Writer) putItemWith(ctx context.Context, t *schema.Table, item Item, cond expression.ConditionBuilder, onFailure types.ReturnValuesOnConditionCheckFailure) error {
 	expr, err := ddb.Build(expression.NewBuilder().WithCondition(cond))
 	if err != nil {
 		return unbuildable(err)
 	}
 	_, err = w.DB.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName:                 &t.Target,
-		Item:                      item,
-		ConditionExpression:       expr.Condition(),
-		ExpressionAttributeNames:  expr.Names(),
-		ExpressionAttributeValues: expr.Values(),
+		TableName:                           &t.Target,
+		Item:                                item,
+		ConditionExpression:                 expr.Condition(),
+		ExpressionAttributeNames:            expr.Names(),
+		ExpressionAttributeValues:           expr.Values(),
+		ReturnValuesOnConditionCheckFailure: onFailure,
 	})
 	return err
 }
@@ -104,16 +126,16 @@ func (w *Writer) Merge(ctx context.Context, t *schema.Table, key, set Item, remo
 		ConditionExpression:       expr.Condition(),
 		ExpressionAttributeNames:  expr.Names(),
 		ExpressionAttributeValues: expr.Values(),
+		// The refusal carries the item that refused it: no second read to tell "lost"
+		// from "nothing to merge into".
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
-	if !ddb.IsConditionFailed(err) {
+	cur, refused := ddb.ConditionFailedItem(err)
+	if !refused {
 		applied, err = w.outcome(t, key, err)
 		return applied, false, err
 	}
 	// Refused: either a newer write is there (lost), or there is nothing live to merge into.
-	cur, err := w.current(ctx, t, key)
-	if err != nil {
-		return false, false, err
-	}
 	if precedence.Newer(cur, p) {
 		w.Lost.Add(1)
 		return false, false, nil
@@ -125,11 +147,11 @@ func (w *Writer) Merge(ctx context.Context, t *schema.Table, key, set Item, remo
 // UpdateItem expression. The put is guarded by the position read, so a write that lands
 // in between makes it read again instead of being overwritten.
 func (w *Writer) mergeByPut(ctx context.Context, t *schema.Table, key, set Item, remove []string, p precedence.Position, floor uint64) (applied, missing bool, err error) {
+	cur, err := w.current(ctx, t, key)
+	if err != nil {
+		return false, false, err
+	}
 	for {
-		cur, err := w.current(ctx, t, key)
-		if err != nil {
-			return false, false, err
-		}
 		if precedence.Newer(cur, p) {
 			w.Lost.Add(1)
 			return false, false, nil
@@ -151,9 +173,12 @@ func (w *Writer) mergeByPut(ctx context.Context, t *schema.Table, key, set Item,
 		if size := mapping.ItemSize(merged); size > limits.ItemSize {
 			return false, false, poison(t, key, fmt.Sprintf("the merged row is %d bytes as a DynamoDB item, over DynamoDB's %d-byte item limit", size, limits.ItemSize), nil)
 		}
-		err = w.putItem(ctx, t, merged, precedence.Stream(p).And(precedence.Unchanged(cur)))
-		if ddb.IsConditionFailed(err) {
-			continue // written meanwhile: decide again on what is there now
+		err = w.putItemReturning(ctx, t, merged, precedence.Stream(p).And(precedence.Unchanged(cur)))
+		if now, refused := ddb.ConditionFailedItem(err); refused {
+			// Written meanwhile: decide again on what is there now, which the refusal
+			// returned (absent: the item is gone).
+			cur = now
+			continue
 		}
 		applied, err = w.outcome(t, key, err)
 		return applied, false, err
@@ -197,15 +222,16 @@ func poison(t *schema.Table, item Item, reason string, err error) error {
 	return &fault.PoisonError{Table: t.Source(), Key: keyString(t, item), Reason: reason, Err: err}
 }
 
-// EnsureTable creates the target table of t if missing, with TTL on tombstones.
-func EnsureTable(ctx context.Context, db *dynamodb.Client, t *schema.Table) error {
+// EnsureTable creates the target table of t if missing, with TTL on tombstones and the
+// given warm throughput (nil: DynamoDB's default).
+func EnsureTable(ctx context.Context, db *dynamodb.Client, t *schema.Table, warm *types.WarmThroughput) error {
 	var keys []types.KeySchemaElement
 	var attrs []types.AttributeDefinition
 	for _, k := range t.KeySchema() {
 		keys = append(keys, types.KeySchemaElement{AttributeName: aws.String(k.Name), KeyType: k.Kind})
 		attrs = append(attrs, types.AttributeDefinition{AttributeName: aws.String(k.Name), AttributeType: k.Type})
 	}
-	return ddb.EnsureTable(ctx, db, t.Target, keys, attrs, precedence.AttrExpires)
+	return ddb.EnsureTable(ctx, db, t.Target, keys, attrs, precedence.AttrExpires, warm)
 }
 
 func keyString(t *schema.Table, item Item) string {

@@ -53,7 +53,7 @@ func newTable(t *testing.T) *schema.Table {
 		Columns: []schema.Column{{Name: "id", Type: &mapping.Type{OID: pgtype.Int4OID, Name: "int4", Category: 'N'}},
 			{Name: "v", Type: &mapping.Type{OID: pgtype.TextOID, Name: "text", Category: 'S'}}},
 		Key: []int{0}}
-	if err := target.EnsureTable(context.Background(), db, tbl); err != nil {
+	if err := target.EnsureTable(context.Background(), db, tbl, nil); err != nil {
 		t.Fatal(err)
 	}
 	return tbl
@@ -190,12 +190,20 @@ func TestTooLargeItemIsAPoisonErrorNamingTableAndKey(t *testing.T) {
 	}
 }
 
-// TestSweep removes, in one pass, exactly what a finished snapshot leaves behind and
-// keeps every item that is still right.
+// TestSweep removes exactly what a finished snapshot leaves behind and keeps every item
+// that is still right: in one pass, and in three parallel-scan segments, each
+// interrupted after every page (a deadline already near) and resumed from its saved
+// progress, which removes the same items.
 func TestSweep(t *testing.T) {
+	for _, segmented := range []bool{false, true} {
+		t.Run(map[bool]string{false: "one pass", true: "segments resumed"}[segmented], func(t *testing.T) { testSweep(t, segmented) })
+	}
+}
+
+func testSweep(t *testing.T, segmented bool) {
 	ctx := context.Background()
 	tbl := newTable(t)
-	w := &target.Writer{DB: db, TombstoneTTL: time.Hour}
+	w := &target.Writer{DB: db, TombstoneTTL: time.Hour, PageLimit: 1}
 	put := func(id string, f func(target.Item) (bool, error)) {
 		t.Helper()
 		item, _ := tbl.Item([][]byte{[]byte(id), []byte("v")})
@@ -224,9 +232,34 @@ func TestSweep(t *testing.T) {
 	del("6", precedence.Position{LSN: 260, Seq: 1})         // tombstone before 400: swept
 	del("7", precedence.Position{LSN: 500, Seq: 1})         // tombstone after 400: kept
 
-	n, err := w.Sweep(ctx, tbl, target.Sweep{FenceLSN: 100, Epoch: 2, Floor: 200, Orphans: true, TombstonesUpTo: 400})
-	if err != nil {
-		t.Fatal(err)
+	sweep := target.Sweep{FenceLSN: 100, Epoch: 2, Floor: 200, Orphans: true, TombstonesUpTo: 400}
+	var n int
+	if !segmented {
+		var err error
+		if n, err = w.Sweep(ctx, tbl, sweep); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		for seg := range 3 {
+			var saved target.Item
+			invocations := 0
+			for done := false; !done; {
+				invocations++
+				next, k, err := w.SweepSegment(ctx, tbl, sweep, target.Segment{N: seg, Of: 3}, saved, time.Now(),
+					func(_ context.Context, p target.Page) error { saved = p.Next; return nil })
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fmt.Sprint(next) != fmt.Sprint(saved) {
+					t.Fatalf("segment %d stopped at %v but saved %v", seg, next, saved)
+				}
+				n += k
+				done = next == nil
+				if invocations > 20 {
+					t.Fatalf("segment %d not done after %d resumed passes", seg, invocations)
+				}
+			}
+		}
 	}
 	out, err := db.Scan(ctx, &dynamodb.ScanInput{TableName: &tbl.Target, ConsistentRead: aws.Bool(true)})
 	if err != nil {

@@ -19,7 +19,7 @@ func (s *session) plan(ctx context.Context, t *schema.Table, o control.PlanOptio
 		return err
 	}
 	if *s.Env.Config.CreateTables {
-		if err := target.EnsureTable(ctx, s.Env.DB, full); err != nil {
+		if err := target.EnsureTable(ctx, s.Env.DB, full, s.Env.Config.WarmThroughput()); err != nil {
 			return err
 		}
 	}

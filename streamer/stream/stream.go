@@ -44,6 +44,9 @@ type Streamer struct {
 	metrics counters
 	// started tracks tables whose in-process snapshot already runs.
 	started sync.Map
+	// truncations holds, per table, the TRUNCATE removal running in the background
+	// (*truncation; counted in snapshots).
+	truncations sync.Map
 }
 
 // permanentError wraps errors a reconnect cannot fix.
@@ -291,6 +294,9 @@ func (s *Streamer) session(ctx context.Context) error {
 	if err := s.resumeSnapshots(ctx); err != nil {
 		return err
 	}
+	if err := s.resumeTruncations(ctx); err != nil {
+		return err
+	}
 
 	// Writes must be able to finish after a SIGTERM, so they get their own context.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -309,7 +315,7 @@ func (s *Streamer) session(ctx context.Context) error {
 	// Let queued writes finish (bounded: ECS allows 30 s after SIGTERM), then
 	// acknowledge what is durable.
 	drained := make(chan struct{})
-	go func() { _ = ap.drain(); sess.background.Wait(); close(drained) }()
+	go func() { _ = ap.drain(); close(drained) }()
 	select {
 	case <-drained:
 	case <-time.After(20 * time.Second):
@@ -319,7 +325,6 @@ func (s *Streamer) session(ctx context.Context) error {
 	<-watcherDone
 	stopWork()
 	ap.close()
-	sess.background.Wait()
 	final, cancelFinal := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancelFinal()
 	_ = sess.sendStatus(final) // acknowledge what the drain made durable
@@ -357,8 +362,6 @@ type session struct {
 	rels   map[uint32]*relation
 	// work is the writes' context: it outlives a SIGTERM long enough to drain.
 	work context.Context
-	// background counts TRUNCATEs whose tombstones are still being written.
-	background sync.WaitGroup
 
 	txn       *txn
 	commitLSN pglogrepl.LSN
