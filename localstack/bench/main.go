@@ -51,10 +51,14 @@ const loadRate = 100
 func main() {
 	scale := flag.Bool("scale", false, "bench-scale: larger tables and the bounded figures (1M rows)")
 	only := flag.String("only", "", "comma-separated figure groups to run (raw,write,concurrent,truncate,ranges,bounded); all by default")
+	quick := flag.Bool("quick", false, "tiny tables, to check the program itself (figures meaningless)")
 	flag.Parse()
 	sz := benchSizes
 	if *scale {
 		sz = scaleSizes
+	}
+	if *quick {
+		sz = sizes{rawOps: 1000, snapshotRows: 1000, streamChanges: 1000, tableRows: 1000, truncateRows: 1000, rangeRows: 4000, boundedRows: sz.boundedRows / 100}
 	}
 	b, err := start(sz)
 	if err != nil {

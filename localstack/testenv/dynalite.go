@@ -44,8 +44,37 @@ type Dynalite struct {
 
 // dynaliteWrapper starts dynalite in memory (no LevelDB directory), with tables active at
 // once, and answers UpdateTimeToLive itself. argv: node wrapper.js MODULE_DIR PORT.
+//
+// It also loads dynalite's expression parsers with packrat caching. They are PEG.js 0.10
+// parsers generated without --cache, and they backtrack exponentially in the nesting of
+// parentheses: Tandem's snapshot guard as the SDK's expression builder writes it, (a) OR
+// ((b) AND ((c) OR (d) OR ((e) AND (f)))), took ~70 ms of dynalite's single thread per
+// PutItem, capping the endpoint near 15 writes/s. The transformation is the one PEG.js's
+// own --cache option generates (memoize each rule's result by input position, per parse),
+// so the grammar and every result are unchanged; only the time goes.
 const dynaliteWrapper = `'use strict';
-const dynalite = require(require('path').join(process.argv[2], 'node_modules', 'dynalite'));
+const fs = require('fs');
+const path = require('path');
+const Module = require('module');
+const modDir = path.join(process.argv[2], 'node_modules', 'dynalite');
+for (const name of ['conditionParser', 'updateParser', 'projectionParser']) {
+  const file = path.join(modDir, 'db', name + '.js');
+  let src = fs.readFileSync(file, 'utf8');
+  let rules = 0;
+  src = src.replace(/(function peg\$parse\(input, options\) \{\n)/, '$1  var peg$resultsCache = {};\n');
+  src = src.replace(/(  function peg\$parse[A-Za-z0-9_]+\(\) \{\n    var [^;]*;\n)/g, (m) => m +
+    '    var key = peg$currPos * 256 + ' + (rules++) + ', cached = peg$resultsCache[key];\n' +
+    '    if (cached) { peg$currPos = cached.nextPos; return cached.result; }\n');
+  src = src.replace(/\n    return s0;\n  \}\n/g, '\n    peg$resultsCache[key] = { nextPos: peg$currPos, result: s0 };\n    return s0;\n  }\n');
+  if (rules === 0 || rules > 255 || !src.includes('peg$resultsCache = {}')) throw new Error('cannot add caching to ' + file);
+  const m = new Module(file, module);
+  m.filename = file;
+  m.paths = Module._nodeModulePaths(path.dirname(file));
+  m._compile(src, file);
+  m.loaded = true;
+  require.cache[file] = m;
+}
+const dynalite = require(modDir);
 const port = Number(process.argv[3]);
 const srv = dynalite({createTableMs: 0, deleteTableMs: 0, updateTableMs: 0});
 const handler = srv.listeners('request')[0];
