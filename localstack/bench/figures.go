@@ -29,6 +29,7 @@ func (b *bench) writeEfficiency() error {
 	if _, err := w.env.Plan(b.ctx, planInput()); err != nil {
 		return err
 	}
+	b.note("planned %d rows", b.sz.snapshotRows)
 	rawRate, rawCPU, err := b.rawCeiling(concurrency, b.sz.rawOps)
 	if err != nil {
 		return fmt.Errorf("raw ceiling: %w", err)
@@ -44,6 +45,7 @@ func (b *bench) writeEfficiency() error {
 
 	// Stream: the changes are committed while no streamer runs, then one streamer applies
 	// them all; its time and CPU are the streamer's alone.
+	b.note("snapshot measured")
 	w2, err := b.newWorld("CREATE TABLE events (id bigint PRIMARY KEY, n int NOT NULL, payload text NOT NULL)", nil)
 	if err != nil {
 		return err
@@ -52,12 +54,14 @@ func (b *bench) writeEfficiency() error {
 	if _, err := w2.env.Plan(b.ctx, planInput()); err != nil {
 		return err
 	}
+	b.note("planned the stream table")
 	if err := w2.snapshotAll("public.events"); err != nil {
 		return err
 	}
 	if err := w2.finalizeAll("public.events"); err != nil {
 		return err
 	}
+	b.note("snapshotted the (empty) stream table")
 	const txRows = 1000
 	for lo := 1; lo <= b.sz.streamChanges; lo += txRows {
 		if err := w2.exec(fmt.Sprintf("INSERT INTO events SELECT g, 0, repeat('p', %d) || g FROM generate_series($1::bigint, $2::bigint) g", payloadBytes-8),
@@ -69,6 +73,7 @@ func (b *bench) writeEfficiency() error {
 	if err != nil {
 		return err
 	}
+	b.note("committed %d changes", b.sz.streamChanges)
 	rawRate, rawCPU, err = b.rawCeiling(concurrency, b.sz.rawOps)
 	if err != nil {
 		return fmt.Errorf("raw ceiling: %w", err)
@@ -85,6 +90,7 @@ func (b *bench) writeEfficiency() error {
 	if err := stop(); err != nil {
 		return fmt.Errorf("streamer: %w", err)
 	}
+	b.note("streamed")
 	changes := float64(b.sz.streamChanges)
 	b.ratio(fmt.Sprintf("streamed changes/s vs raw ceiling (%d inserts)", b.sz.streamChanges), changes/wall.Seconds(), rawRate, "/s", true, 0.85)
 	b.ratio("CPU per streamed change vs per raw PutItem", us(cpu)/changes, us(rawCPU), "µs", false, 1.3)

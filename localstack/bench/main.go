@@ -151,6 +151,11 @@ func (b *bench) run(only string) int {
 	return 0
 }
 
+// note prints a progress line with the time since the run began.
+func (b *bench) note(format string, args ...any) {
+	fmt.Printf("  [%6.1fs] %s\n", time.Since(b.began).Seconds(), fmt.Sprintf(format, args...))
+}
+
 func firstLine(s string) string { l, _, _ := strings.Cut(s, "\n"); return l }
 
 func ptr(v bool) *bool { return &v }

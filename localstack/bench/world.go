@@ -264,6 +264,22 @@ func (b *bench) rawCeiling(conc, ops int) (rate float64, cpuPerOp time.Duration,
 	}
 	payload := strings.Repeat("p", payloadBytes-8)
 	var next atomic.Int64
+	// A first round of writes opens the connections; only the writes after it count.
+	put := func(id int64) error {
+		item := precedence.SnapshotItem(map[string]types.AttributeValue{
+			"id":      &types.AttributeValueMemberN{Value: fmt.Sprint(id)},
+			"n":       &types.AttributeValueMemberN{Value: "0"},
+			"payload": &types.AttributeValueMemberS{Value: payload + fmt.Sprint(id)},
+		}, read)
+		_, err := db.PutItem(b.ctx, &dynamodb.PutItemInput{TableName: &table, Item: item,
+			ConditionExpression: expr.Condition(), ExpressionAttributeNames: expr.Names(), ExpressionAttributeValues: expr.Values()})
+		return err
+	}
+	var warm sync.WaitGroup
+	for i := range conc {
+		warm.Go(func() { _ = put(-1 - int64(i)) })
+	}
+	warm.Wait()
 	wall, cpu, err := measure(func() error {
 		errs := make([]error, conc)
 		var wg sync.WaitGroup
@@ -274,14 +290,7 @@ func (b *bench) rawCeiling(conc, ops int) (rate float64, cpuPerOp time.Duration,
 					if id > int64(ops) {
 						return
 					}
-					item := precedence.SnapshotItem(map[string]types.AttributeValue{
-						"id":      &types.AttributeValueMemberN{Value: fmt.Sprint(id)},
-						"n":       &types.AttributeValueMemberN{Value: "0"},
-						"payload": &types.AttributeValueMemberS{Value: payload + fmt.Sprint(id)},
-					}, read)
-					_, err := db.PutItem(b.ctx, &dynamodb.PutItemInput{TableName: &table, Item: item,
-						ConditionExpression: expr.Condition(), ExpressionAttributeNames: expr.Names(), ExpressionAttributeValues: expr.Values()})
-					if err != nil {
+					if err := put(id); err != nil {
 						errs[i] = err
 						return
 					}

@@ -81,6 +81,14 @@ const handler = srv.listeners('request')[0];
 srv.removeAllListeners('request');
 srv.on('request', (req, res) => {
   const target = String(req.headers['x-amz-target'] || '');
+  if (target.endsWith('.CreateTable')) {
+    // dynalite answers CREATING and turns the table ACTIVE a timer tick later; a
+    // DescribeTable right after the answer (the SDK's table-exists waiter) would see
+    // CREATING and wait its 20 s minimum delay. Answer once the table is ACTIVE.
+    const end = res.end.bind(res);
+    res.end = (...args) => { setTimeout(() => end(...args), 50); };
+    return handler(req, res);
+  }
   if (!target.endsWith('.UpdateTimeToLive')) return handler(req, res);
   // dynalite has no TTL: accept the call (a no-op) so Tandem's table creation succeeds.
   let body = '';
