@@ -152,22 +152,21 @@ func TestSnapshotKilled(t *testing.T) {
 		// Kill once the handler has stored some progress and is inside a later chunk.
 		var before int64
 		eventually(t, "snapshot progress", func() bool {
-			st, _, err := f.env.Control.Table(f.ctx, "public.accounts")
-			before = st.Chunks
-			return err == nil && st.Chunks >= int64(2*(round+1))
+			_, _, before, _ = f.progress("public.accounts")
+			return before >= int64(2*(round+1))
 		})
 		time.Sleep(time.Duration(rand.IntN(30)) * time.Millisecond)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
-		st, _, _ := f.env.Control.Table(f.ctx, "public.accounts")
+		st, _, chunks, cursor := f.progress("public.accounts")
 		if st.State == "done" {
 			t.Fatalf("round %d: the snapshot finished before it was killed; output:\n%s", round, out)
 		}
-		if st.Chunks < before || len(st.Cursor) == 0 {
-			t.Fatalf("round %d: progress lost: %+v", round, st)
+		if chunks < before || len(cursor) == 0 {
+			t.Fatalf("round %d: progress lost: %d chunks (had %d), cursor %v", round, chunks, before, cursor)
 		}
 	}
-	killedAt, _, _ := f.env.Control.Table(f.ctx, "public.accounts")
+	_, _, killedAt, _ := f.progress("public.accounts")
 	cmd, out := f.process("tandem/functions/snapshot", event)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("re-run failed: %v\n%s", err, out)
@@ -176,8 +175,8 @@ func TestSnapshotKilled(t *testing.T) {
 	if err := json.Unmarshal(lastJSON(out.Bytes()), &res); err != nil || !res.Done {
 		t.Fatalf("re-run result %+v (%v):\n%s", res, err, out)
 	}
-	if res.Chunks <= killedAt.Chunks {
-		t.Errorf("resume did not continue from stored progress: %d chunks before, %d after", killedAt.Chunks, res.Chunks)
+	if res.Chunks <= killedAt {
+		t.Errorf("resume did not continue from stored progress: %d chunks before, %d after", killedAt, res.Chunks)
 	}
 	<-workDone
 	for _, source := range mixedTables[1:] {
@@ -185,7 +184,7 @@ func TestSnapshotKilled(t *testing.T) {
 	}
 	f.waitCaughtUp()
 	f.assertConverged(mixedTables...)
-	t.Logf("snapshot killed %d times, resumed at chunk %d, done after %d chunks", crashRounds(2), killedAt.Chunks, res.Chunks)
+	t.Logf("snapshot killed %d times, resumed at chunk %d, done after %d chunks", crashRounds(2), killedAt, res.Chunks)
 }
 
 func hostname() string { h, _ := os.Hostname(); return h }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -35,7 +36,12 @@ type deployment struct {
 
 func (f *fixture) deploy(t *testing.T) *deployment {
 	t.Helper()
-	s, err := standin.Start(standin.Options{Addr: "127.0.0.1:0", Dir: t.TempDir()})
+	dir := t.TempDir()
+	if d := os.Getenv("TANDEM_STANDIN_DIR"); d != "" { // kept after the test, to read moto.log
+
+		dir = d
+	}
+	s, err := standin.Start(standin.Options{Addr: "127.0.0.1:0", Dir: dir})
 	if err != nil {
 		t.Fatalf("stand-in: %v", err)
 	}
@@ -46,7 +52,8 @@ func (f *fixture) deploy(t *testing.T) *deployment {
 	}
 	prefix := f.name + "-"
 	st, err := s.Deploy(f.ctx, standin.DeployOptions{Stack: f.name, Template: filepath.Join(root, "template.yaml"), PostgresURL: f.url,
-		Params: map[string]string{"Slot": f.cfg.Slot, "TablePrefix": prefix, "ChunkSize": "40", "MaxConcurrency": "4"}})
+		Params: map[string]string{"Slot": f.cfg.Slot, "TablePrefix": prefix, "ChunkSize": "40", "MaxConcurrency": "4",
+			"RangeRows": "25", "MaxRanges": "6"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,9 +141,10 @@ func count(events []sfntypes.HistoryEvent, typ sfntypes.HistoryEventType) int {
 	return n
 }
 
-// TestDeployedStateMachine runs the snapshot through the deployed state machine (Plan,
-// Map with one iteration per table, snapshot loops, Finalize) while the streamer process
-// applies a live workload, and requires DynamoDB to equal PostgreSQL afterwards.
+// TestDeployedStateMachine runs the snapshot through the deployed state machine (Plan
+// splitting tables into key ranges, a Distributed Map with one child execution per range,
+// snapshot loops, one Finalize per table) while the streamer process applies a live
+// workload, and requires DynamoDB to equal PostgreSQL afterwards.
 func TestDeployedStateMachine(t *testing.T) {
 	f := newFixture(t, mixedSchema, nil)
 	if err := newWorkload(3, f.src, 100).seedRows(f.ctx, 100); err != nil {
@@ -152,17 +160,24 @@ func TestDeployedStateMachine(t *testing.T) {
 	if out.Status != sfntypes.ExecutionStatusSucceeded {
 		t.Fatalf("execution %s: %s %s", out.Status, aws.ToString(out.Error), aws.ToString(out.Cause))
 	}
-	if n := count(events, sfntypes.HistoryEventTypeMapIterationStarted); n != len(mixedTables) {
-		t.Errorf("%d Map iterations, want one per table (%d)", n, len(mixedTables))
+	if n := count(events, sfntypes.HistoryEventTypeMapRunStarted); n != 1 {
+		t.Errorf("%d Distributed Map runs, want 1", n)
 	}
 	ops := <-work
 	d.waitCaughtUp(t)
 	d.assertConverged(t, mixedTables...)
+	split := 0
 	for _, source := range mixedTables {
 		st, _, err := d.env.Control.Table(f.ctx, source)
 		if err != nil || st.State != control.Done || st.FinalizedEpoch != st.Epoch {
 			t.Errorf("%s: state %+v %v", source, st, err)
 		}
+		if len(st.Ranges) > 1 {
+			split++
+		}
+	}
+	if split < 3 {
+		t.Errorf("only %d tables were split into ranges (RangeRows 25): the run did not copy ranges in parallel", split)
 	}
 	t.Logf("deployed run converged: %d tables, workload %v", len(mixedTables), ops)
 	// A second run of the same state machine (moto's #10077) re-plans and finishes.

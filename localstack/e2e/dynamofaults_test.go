@@ -244,7 +244,9 @@ func runThroughFaults(t *testing.T, seed uint64, plan faultPlan) {
 			var states []string
 			for _, source := range tables {
 				st, _, _ := f.env.Control.Table(f.ctx, source)
-				states = append(states, fmt.Sprintf("%s=%s/%d", source, st.State, st.Chunks))
+				ranges, _ := f.env.Control.Ranges(f.ctx, st)
+				_, chunks, _ := control.RangeProgress(ranges)
+				states = append(states, fmt.Sprintf("%s=%s/%d", source, st.State, max(st.Chunks, chunks)))
 			}
 			cp, _ := f.env.Control.Checkpoint(f.ctx)
 			lsn, _ := pg.CurrentLSN(f.ctx, f.src)
@@ -272,8 +274,12 @@ func runThroughFaults(t *testing.T, seed uint64, plan faultPlan) {
 			if err != nil {
 				t.Errorf("reading the control table directly: %v", err)
 			}
+			r, err := f.env.Control.Range(f.ctx, st, 0)
+			if err != nil {
+				t.Errorf("reading the control table directly: %v", err)
+			}
 			readsMu.Lock()
-			reads[source][strings.Join(st.Cursor, "\x00")] = read{len(ch.Rows), strings.Join(ch.LastKey, "\x00")}
+			reads[source][strings.Join(r.Cursor, "\x00")] = read{len(ch.Rows), strings.Join(ch.LastKey, "\x00")}
 			readsMu.Unlock()
 			if chunksRead.Add(1) == 8 {
 				outageOnce.Do(func() { close(outageNow) }) // the outage hits snapshots mid-table
@@ -552,32 +558,57 @@ func TestProgressNotDoubleCounted(t *testing.T) {
 	}
 	defer proxy.Close()
 	via := control.New(ddb.FromConfig(proxy.AWSConfig()), f.cfg.ControlTable)
+	// Re-planned, so that the split below is the table's (plan split it already).
+	planned, _, _ := f.env.Control.Table(f.ctx, "public.items")
+	if _, err := f.env.Control.Plan(f.ctx, "public.items", control.PlanOptions{Target: planned.Target, KeyColumns: planned.KeyColumns, Reset: true}); err != nil {
+		t.Fatal(err)
+	}
 	st, err := f.env.Control.StartSnapshot(f.ctx, "public.items")
 	if err != nil {
 		t.Fatal(err)
 	}
+	if st, err = via.SetSplit(f.ctx, "public.items", st.Epoch, []pg.Range{{Hi: []string{"500"}}, {Lo: []string{"500"}}}, 1000); err != nil {
+		t.Fatalf("splitting: %v", err)
+	}
 	var rows int64
-	for i := range 10 {
-		n := 10 + i
-		if err := via.RecordChunk(f.ctx, st, []string{fmt.Sprint(100 * (i + 1))}, n, uint64(1000+i)); err != nil {
-			t.Fatalf("chunk %d: %v", i, err)
+	for index := range 2 {
+		r, err := via.Range(f.ctx, st, index)
+		if err != nil {
+			t.Fatal(err)
 		}
-		st.Chunks++
-		st.RowsCopied += int64(n)
-		rows += int64(n)
+		for i := range 5 {
+			n := 10 + i
+			if err := via.RecordRangeChunk(f.ctx, r, []string{fmt.Sprint(100*(i+1) + 500*index)}, n, uint64(1000+i)); err != nil {
+				t.Fatalf("range %d chunk %d: %v", index, i, err)
+			}
+			r.Chunks++
+			r.RowsCopied += int64(n)
+			rows += int64(n)
+		}
+		for range 2 { // the second: a retry after a lost response
+			if err := via.FinishRange(f.ctx, r); err != nil {
+				t.Fatalf("finishing range %d: %v", index, err)
+			}
+		}
 	}
-	if err := via.FinishSnapshot(f.ctx, "public.items", st.Epoch, 5000); err != nil {
-		t.Fatalf("finishing: %v", err)
+	ranges, err := f.env.Control.Ranges(f.ctx, st)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := via.FinishSnapshot(f.ctx, "public.items", st.Epoch, 5000); err != nil {
-		t.Fatalf("finishing again (a retry after a lost response): %v", err)
+	if copied, chunks, done := control.RangeProgress(ranges); copied != rows || chunks != 10 || done != 2 {
+		t.Errorf("ranges say %d rows in %d chunks, %d of 2 done; recorded %d rows in 10 chunks, both done", copied, chunks, done, rows)
+	}
+	for range 2 {
+		if err := via.FinishSnapshot(f.ctx, "public.items", st.Epoch, 5000, rows, 10); err != nil {
+			t.Fatalf("finishing (again: a retry after a lost response): %v", err)
+		}
 	}
 	got, _, err := f.env.Control.Table(f.ctx, "public.items")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Chunks != 10 || got.RowsCopied != rows || got.State != control.Done {
-		t.Errorf("control table says %d chunks, %d rows, %s; recorded 10 chunks, %d rows, done", got.Chunks, got.RowsCopied, got.State, rows)
+	if got.Chunks != 10 || got.RowsCopied != rows || got.State != control.Done || got.ConsistentLSN != 5000 {
+		t.Errorf("control table says %d chunks, %d rows, %s at %d; recorded 10 chunks, %d rows, done at 5000", got.Chunks, got.RowsCopied, got.State, got.ConsistentLSN, rows)
 	}
 	if n := proxy.Counts(); n.Dropped == 0 {
 		t.Fatalf("no response was dropped: %v", n)

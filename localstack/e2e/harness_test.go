@@ -20,6 +20,7 @@ import (
 	"tandem/localstack/testenv"
 	"tandem/localstack/verify"
 	"tandem/shared/config"
+	"tandem/shared/control"
 	"tandem/shared/ddb"
 	"tandem/shared/pg"
 	"tandem/shared/pipeline"
@@ -301,4 +302,23 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// progress is a table's snapshot progress: its state, and the rows and chunks its ranges
+// copied, with the cursor of its first range.
+func (f *fixture) progress(source string) (st control.TableState, rows, chunks int64, cursor []string) {
+	f.t.Helper()
+	st, _, err := f.env.Control.Table(f.ctx, source)
+	if err != nil {
+		f.t.Fatalf("reading the control table: %v", err)
+	}
+	if st.State == control.Done || st.SplitEpoch != st.Epoch {
+		return st, st.RowsCopied, st.Chunks, nil
+	}
+	ranges, err := f.env.Control.Ranges(f.ctx, st)
+	if err != nil {
+		f.t.Fatalf("reading the ranges of %s: %v", source, err)
+	}
+	rows, chunks, _ = control.RangeProgress(ranges)
+	return st, rows, chunks, ranges[0].Cursor
 }

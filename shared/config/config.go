@@ -35,8 +35,14 @@ type Config struct {
 	Tables []Table `json:"tables"`
 	// ChunkSize is the number of rows one snapshot chunk reads in one short transaction.
 	ChunkSize int `json:"chunk_size"`
-	// MaxConcurrency is how many tables the state machine snapshots at once.
+	// MaxConcurrency is how many key ranges the state machine copies at once, over all
+	// tables: the bound on snapshot workers reading the primary at the same time.
 	MaxConcurrency int `json:"max_concurrency"`
+	// RangeRows is the number of rows one key range of a table is sized for: a table of
+	// about N rows (by its statistics) is split into N/RangeRows ranges copied in parallel.
+	RangeRows int `json:"range_rows"`
+	// MaxRanges is the most ranges one table is split into.
+	MaxRanges int `json:"max_ranges"`
 	// SnapshotWriters is how many DynamoDB writes one snapshot keeps in flight.
 	SnapshotWriters int `json:"snapshot_writers"`
 	// StreamWriters is how many DynamoDB writes the streamer keeps in flight (one key is
@@ -131,6 +137,8 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	ints := map[string]*int{
 		"TANDEM_CHUNK_SIZE":       &c.ChunkSize,
 		"TANDEM_MAX_CONCURRENCY":  &c.MaxConcurrency,
+		"TANDEM_RANGE_ROWS":       &c.RangeRows,
+		"TANDEM_MAX_RANGES":       &c.MaxRanges,
 		"TANDEM_SNAPSHOT_WRITERS": &c.SnapshotWriters,
 		"TANDEM_STREAM_WRITERS":   &c.StreamWriters,
 		"TANDEM_MAX_IN_FLIGHT":    &c.MaxInFlight,
@@ -200,6 +208,8 @@ func (c *Config) Defaults() {
 	}
 	defInt(&c.ChunkSize, 1000)
 	defInt(&c.MaxConcurrency, 4)
+	defInt(&c.RangeRows, 250000)
+	defInt(&c.MaxRanges, 64)
 	defInt(&c.SnapshotWriters, 16)
 	defInt(&c.StreamWriters, 32)
 	defInt(&c.MaxInFlight, 10000)
@@ -244,6 +254,14 @@ func (c *Config) Validate() error {
 	}
 	if c.ChunkSize < 1 || c.ChunkSize > 100000 {
 		errs = append(errs, fmt.Errorf("config: chunk_size %d must be between 1 and 100000", c.ChunkSize))
+	}
+	for name, n := range map[string]int{"max_concurrency": c.MaxConcurrency, "max_ranges": c.MaxRanges} {
+		if n < 1 || n > 1000 {
+			errs = append(errs, fmt.Errorf("config: %s %d must be between 1 and 1000", name, n))
+		}
+	}
+	if c.RangeRows < 1 {
+		errs = append(errs, fmt.Errorf("config: range_rows %d must be positive", c.RangeRows))
 	}
 	for name, n := range map[string]int{"snapshot_writers": c.SnapshotWriters, "stream_writers": c.StreamWriters} {
 		if n < 1 || n > 1024 {

@@ -11,6 +11,7 @@ import (
 
 	"tandem/shared/ddb"
 	"tandem/shared/fault"
+	"tandem/shared/pg"
 )
 
 const tablePrefix = "table#"
@@ -23,13 +24,18 @@ type TableState struct {
 	State  string `dynamodbav:"state"`
 	// Epoch changes whenever a running snapshot must stop (truncate, reset).
 	Epoch int64 `dynamodbav:"epoch"`
-	// Cursor is the text of the last copied key; absent before the first chunk.
-	Cursor       []string `dynamodbav:"cursor,omitempty"`
-	RowsCopied   int64    `dynamodbav:"rows_copied"`
-	RowsEstimate int64    `dynamodbav:"rows_estimate"`
-	Chunks       int64    `dynamodbav:"chunks"`
-	// ChunkLSN is the LSN read with the last chunk.
-	ChunkLSN uint64 `dynamodbav:"chunk_lsn,omitempty"`
+	// Ranges are the key ranges the snapshot of SplitEpoch reads in parallel, each with its
+	// own progress (RangeState); one range without bounds for a small table.
+	Ranges     []pg.Range `dynamodbav:"ranges,omitempty"`
+	SplitEpoch int64      `dynamodbav:"split_epoch,omitempty"`
+	// RowsCopied and Chunks total the ranges' once the snapshot is done; while it runs,
+	// the ranges hold them (RangeProgress).
+	RowsCopied   int64 `dynamodbav:"rows_copied"`
+	RowsEstimate int64 `dynamodbav:"rows_estimate"`
+	Chunks       int64 `dynamodbav:"chunks"`
+	// FinalizeBy is the worker ("<run>/<range>") elected to finalize FinalizeEpoch.
+	FinalizeBy    string `dynamodbav:"finalize_by,omitempty"`
+	FinalizeEpoch int64  `dynamodbav:"finalize_epoch,omitempty"`
 	// ConsistentLSN is B(T), read after the last chunk (DESIGN §2.3).
 	ConsistentLSN uint64 `dynamodbav:"consistent_lsn,omitempty"`
 	// Consistent is set by the streamer once it applied past ConsistentLSN.
@@ -218,7 +224,7 @@ func (s *Store) MarkRemoved(ctx context.Context, source, reason string) error {
 }
 
 // StartSnapshot moves a pending or failed table to running and returns its state (with
-// the cursor to resume from). A done table is returned as is.
+// its split, once there is one). A done or running table is returned as is.
 func (s *Store) StartSnapshot(ctx context.Context, source string) (TableState, error) {
 	t, found, err := s.Table(ctx, source)
 	if err != nil {
@@ -245,48 +251,31 @@ func (s *Store) StartSnapshot(ctx context.Context, source string) (TableState, e
 	return t, nil
 }
 
-// RecordChunk stores the progress of a chunk whose writes are durable; prev is the state
-// the chunk was read from (its epoch and counters). The counters are set, not added, under
-// a condition that also accepts this very write already stored: a retry after a response
-// lost on the way back (the SDK's or the copier's) neither double-counts nor reads as a
-// fence.
-func (s *Store) RecordChunk(ctx context.Context, prev TableState, cursor []string, rows int, chunkLSN uint64) error {
-	chunks, copied := prev.Chunks+1, prev.RowsCopied+int64(rows)
-	nameChunks, nameRows, nameCursor := ddb.Name("chunks"), ddb.Name("rows_copied"), ddb.Name("cursor")
-	upd := expression.Set(nameCursor, expression.Value(cursor)).
-		Set(nameRows, expression.Value(copied)).
-		Set(nameChunks, expression.Value(chunks)).
-		Set(ddb.Name("chunk_lsn"), expression.Value(chunkLSN)).
-		Set(ddb.Name("updated_at"), expression.Value(s.now()))
-	next := nameChunks.Equal(expression.Value(prev.Chunks))
-	repeat := nameChunks.Equal(expression.Value(chunks)).
-		And(nameRows.Equal(expression.Value(copied))).
-		And(nameCursor.Equal(expression.Value(cursor)))
-	cond := nameEpoch.Equal(expression.Value(prev.Epoch)).
-		And(nameState.Equal(expression.Value(Running))).
-		And(next.Or(repeat))
-	ok, err := s.update(ctx, tableID(prev.Source), upd, &cond)
-	if err == nil && !ok {
-		return ErrFenced
-	}
-	return err
-}
-
-// FinishSnapshot marks the snapshot done with its consistency point B(T). A repeat of the
-// same write (a retry after a lost response) succeeds rather than reading as a fence.
-func (s *Store) FinishSnapshot(ctx context.Context, source string, epoch int64, consistentLSN uint64) error {
+// FinishSnapshot marks the snapshot of epoch done with its consistency point B(T), read
+// after the last chunk of its last range, and the ranges' totals. It returns ErrFenced
+// when the epoch moved on; a snapshot some other range already finished, or a repeat of
+// this write (a retry after a lost response), returns nil: B(T) is recorded once.
+func (s *Store) FinishSnapshot(ctx context.Context, source string, epoch int64, consistentLSN uint64, rows, chunks int64) error {
 	upd := expression.Set(nameState, expression.Value(Done)).
 		Set(ddb.Name("consistent_lsn"), expression.Value(consistentLSN)).
+		Set(ddb.Name("rows_copied"), expression.Value(rows)).
+		Set(ddb.Name("chunks"), expression.Value(chunks)).
 		Set(ddb.Name("finished_at"), expression.Value(s.now())).
 		Set(ddb.Name("updated_at"), expression.Value(s.now())).
 		Remove(ddb.Name("cursor"))
-	repeat := nameState.Equal(expression.Value(Done)).And(ddb.Name("consistent_lsn").Equal(expression.Value(consistentLSN)))
-	cond := nameEpoch.Equal(expression.Value(epoch)).And(nameState.Equal(expression.Value(Running)).Or(repeat))
+	cond := nameEpoch.Equal(expression.Value(epoch)).And(nameState.Equal(expression.Value(Running)))
 	ok, err := s.update(ctx, tableID(source), upd, &cond)
-	if err == nil && !ok {
-		return ErrFenced
+	if err != nil || ok {
+		return err
 	}
-	return err
+	cur, _, err := s.Table(ctx, source)
+	if err != nil {
+		return err
+	}
+	if cur.Epoch == epoch && cur.State == Done {
+		return nil
+	}
+	return ErrFenced
 }
 
 // FailSnapshot records why the snapshot of the given epoch failed (a copier of an older

@@ -23,12 +23,13 @@ type Chunk struct {
 	LastKey []string
 }
 
-// ReadChunk reads up to limit rows with keys after the cursor (nil: from the start). The
+// ReadChunk reads up to limit rows with keys after the cursor (nil: from the start) and up
+// to and including upTo (nil: to the last key), the end of the range being read. The
 // transaction lasts one query, so the primary's xmin horizon is never held for long
 // (DESIGN §2.2); keyset pagination works for composite keys of any orderable type.
 func ReadChunk(ctx context.Context, pool interface {
 	BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
-}, t *schema.Table, after []string, limit int) (Chunk, error) {
+}, t *schema.Table, after, upTo []string, limit int) (Chunk, error) {
 	var c Chunk
 	tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
@@ -37,12 +38,22 @@ func ReadChunk(ctx context.Context, pool interface {
 	defer tx.Rollback(ctx)
 
 	sql := "SELECT " + columnList(t) + " FROM " + fromTable(t)
-	args := make([]any, 0, len(after))
+	args := make([]any, 0, len(after)+len(upTo))
+	var where []string
 	if after != nil {
-		sql += " WHERE " + keyTuple(t) + " > " + keyParams(t)
+		where = append(where, keyTuple(t)+" > "+keyParams(t, len(args)))
 		for _, v := range after {
 			args = append(args, v)
 		}
+	}
+	if upTo != nil {
+		where = append(where, keyTuple(t)+" <= "+keyParams(t, len(args)))
+		for _, v := range upTo {
+			args = append(args, v)
+		}
+	}
+	if len(where) > 0 {
+		sql += " WHERE " + strings.Join(where, " AND ")
 	}
 	sql += " ORDER BY " + keyList(t) + " LIMIT " + strconv.Itoa(limit)
 	if c.Rows, err = queryText(ctx, tx, sql, args); err != nil {
@@ -66,7 +77,7 @@ func ReadChunk(ctx context.Context, pool interface {
 // ReadRow re-reads the current row with the given key (text of the key columns in key
 // order), for an UPDATE whose unchanged TOAST values were not sent (DESIGN §2.6).
 func ReadRow(ctx context.Context, q Querier, t *schema.Table, key []string) (row [][]byte, found bool, err error) {
-	sql := "SELECT " + columnList(t) + " FROM " + fromTable(t) + " WHERE " + keyTuple(t) + " = " + keyParams(t)
+	sql := "SELECT " + columnList(t) + " FROM " + fromTable(t) + " WHERE " + keyTuple(t) + " = " + keyParams(t, 0)
 	args := make([]any, len(key))
 	for i, v := range key {
 		args[i] = v
@@ -134,12 +145,13 @@ func keyList(t *schema.Table) string {
 
 func keyTuple(t *schema.Table) string { return "(" + keyList(t) + ")" }
 
-// keyParams renders ($1::text::type, ...): key values travel as their text form and are
-// converted by the column type's own input function, so any orderable type works.
-func keyParams(t *schema.Table) string {
+// keyParams renders ($n+1::text::type, ...), numbering after the first n parameters: key
+// values travel as their text form and are converted by the column type's own input
+// function, so any orderable type works.
+func keyParams(t *schema.Table, n int) string {
 	parts := make([]string, len(t.Key))
 	for i, ci := range t.Key {
-		parts[i] = "$" + strconv.Itoa(i+1) + "::text::" + t.Columns[ci].SQLType
+		parts[i] = "$" + strconv.Itoa(n+i+1) + "::text::" + t.Columns[ci].SQLType
 	}
 	return "(" + strings.Join(parts, ", ") + ")"
 }

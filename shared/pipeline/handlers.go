@@ -13,6 +13,12 @@ import (
 // TableInput is the input of the snapshot and finalize handlers: one Map item.
 type TableInput struct {
 	Table string `json:"table"`
+	// Range, Of, Epoch and Run say which key range of the table to copy (a RangeUnit).
+	// Without Of, the snapshot handler copies the whole table.
+	Range int    `json:"range,omitempty"`
+	Of    int    `json:"of,omitempty"`
+	Epoch int64  `json:"epoch,omitempty"`
+	Run   string `json:"run,omitempty"`
 	// Error is set by the state machine's Catch when the table's snapshot failed after
 	// its retries: finalize then records the failure instead of sweeping.
 	Error *StateError `json:"error,omitempty"`
@@ -24,16 +30,23 @@ type StateError struct {
 	Cause string `json:"Cause"`
 }
 
-// Snapshot copies chunks of one table until it is done or the Lambda deadline nears. Its
-// output's Done field drives the state machine's loop; the cursor stays in the control
-// table.
+// Snapshot copies chunks of one key range of a table (or, without in.Of, of the whole
+// table) until it is done or the Lambda deadline nears. Its output's Done and Finalize
+// fields drive the state machine's loop; the cursors stay in the control table.
 func (e *Env) Snapshot(ctx context.Context, in TableInput) (snapshot.Result, error) {
 	t, err := e.Describe(ctx, in.Table)
 	if err != nil {
-		return snapshot.Result{Table: in.Table}, err
+		return snapshot.Result{Table: in.Table, Range: in.Range}, err
 	}
 	deadline, _ := ctx.Deadline()
-	res, err := e.Copier().Run(ctx, t, deadline)
+	c := e.Copier()
+	var res snapshot.Result
+	if in.Of == 0 {
+		res, err = c.Run(ctx, t, deadline)
+	} else {
+		c.Epoch, c.RunID = in.Epoch, in.Run
+		res, err = c.RunRange(ctx, t, in.Range, deadline)
+	}
 	if err == nil && e.Metrics != nil {
 		done := 0.0
 		if res.Done {
@@ -49,7 +62,9 @@ func (e *Env) Snapshot(ctx context.Context, in TableInput) (snapshot.Result, err
 
 // Copier returns the snapshot copier configured for this environment.
 func (e *Env) Copier() *snapshot.Copier {
-	return &snapshot.Copier{PG: e.PG, Control: e.Control, Writer: e.Writer, ChunkSize: e.Config.ChunkSize, Writers: e.Config.SnapshotWriters, Log: e.Log}
+	cfg := e.Config
+	return &snapshot.Copier{PG: e.PG, Control: e.Control, Writer: e.Writer, ChunkSize: cfg.ChunkSize, Writers: cfg.SnapshotWriters,
+		RangeRows: int64(cfg.RangeRows), MaxRanges: cfg.MaxRanges, Parallel: cfg.MaxConcurrency, Log: e.Log}
 }
 
 // FinalizeOutput reports a table's end state.

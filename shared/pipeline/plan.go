@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -19,13 +21,28 @@ type PlanInput struct {
 	Reset bool `json:"reset,omitempty"`
 }
 
-// PlanOutput lists the tables to snapshot; the state machine maps over Tables.
+// PlanOutput lists the tables to snapshot and their key ranges; the state machine maps
+// over Ranges.
 type PlanOutput struct {
 	Slot     string `json:"slot"`
 	StartLSN string `json:"start_lsn"`
-	// MaxConcurrency is the Map state's MaxConcurrencyPath.
+	// MaxConcurrency is the Map state's MaxConcurrencyPath: ranges copied at once.
 	MaxConcurrency int         `json:"max_concurrency"`
 	Tables         []PlanTable `json:"tables"`
+	Ranges         []RangeUnit `json:"ranges"`
+}
+
+// RangeUnit is one Map item: a key range of a table, the input of the snapshot handler
+// (and, for the range elected to, of finalize).
+type RangeUnit struct {
+	Table string `json:"table"`
+	Range int    `json:"range"`
+	Of    int    `json:"of"`
+	// Epoch is the table's epoch the range was planned in; Run names this plan's run.
+	Epoch int64  `json:"epoch"`
+	Run   string `json:"run"`
+	// Label is what the console shows of the item: "public.orders 3/8".
+	Label string `json:"label"`
 }
 
 // PlanTable is one Map item: the input of the snapshot and finalize handlers.
@@ -68,6 +85,7 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 		floor = uint64(start)
 	}
 	out.StartLSN = start.String()
+	run := newRunID()
 
 	sources, err := pg.PublicationTables(ctx, e.PG, cfg.Publication)
 	if err != nil {
@@ -135,7 +153,13 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 				return out, err
 			}
 		}
-		out.Tables = append(out.Tables, PlanTable{Table: t.Source(), Target: t.Target, RowsEstimate: t.EstimatedRows, State: st.State})
+		if st.Runner == "" && (st.State == control.Pending || st.State == control.Running) {
+			if st, err = e.Copier().EnsureSplit(ctx, t, st); err != nil {
+				return out, err
+			}
+		}
+		out.Tables = append(out.Tables, PlanTable{Table: t.Source(), Target: t.Target, RowsEstimate: st.RowsEstimate, State: st.State})
+		out.Ranges = append(out.Ranges, units(st, run)...)
 	}
 	recorded, err := e.Control.Tables(ctx)
 	if err != nil {
@@ -184,4 +208,25 @@ func (e *Env) EnsureSlot(ctx context.Context, reset bool) (lsn pglogrepl.LSN, cr
 	}
 	e.Log.Info("replication slot created", "slot", name, "start_lsn", start.String())
 	return start, true, e.Control.RecordSlot(ctx, name, uint64(start))
+}
+
+// units are the Map items of one table: one per range of its split, or a single one for a
+// table that is done or another runner's (it finalizes, or waits for that runner).
+func units(st control.TableState, run string) []RangeUnit {
+	n := len(st.Ranges)
+	if st.SplitEpoch != st.Epoch || st.State == control.Done || st.Runner != "" || n == 0 {
+		n = 1
+	}
+	out := make([]RangeUnit, n)
+	for i := range out {
+		out[i] = RangeUnit{Table: st.Source, Range: i, Of: n, Epoch: st.Epoch, Run: run, Label: fmt.Sprintf("%s %d/%d", st.Source, i+1, n)}
+	}
+	return out
+}
+
+// newRunID names a plan's run: the claim of a table's finalize is per run.
+func newRunID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -45,12 +46,16 @@ type StreamerStatus struct {
 
 // TableStatus is one table's snapshot progress and consistency.
 type TableStatus struct {
-	Table         string `json:"table"`
-	Target        string `json:"target"`
-	State         string `json:"state"`
-	RowsCopied    int64  `json:"rows_copied"`
-	RowsEstimate  int64  `json:"rows_estimate"`
-	Chunks        int64  `json:"chunks"`
+	Table        string `json:"table"`
+	Target       string `json:"target"`
+	State        string `json:"state"`
+	RowsCopied   int64  `json:"rows_copied"`
+	RowsEstimate int64  `json:"rows_estimate"`
+	Chunks       int64  `json:"chunks"`
+	// Ranges is how many key ranges the snapshot is split into, RangesDone how many of
+	// them are copied.
+	Ranges        int    `json:"ranges,omitempty"`
+	RangesDone    int    `json:"ranges_done,omitempty"`
 	ConsistentLSN string `json:"consistent_lsn,omitempty"`
 	Consistent    bool   `json:"consistent"`
 	Error         string `json:"error,omitempty"`
@@ -119,6 +124,14 @@ func (e *Env) Status(ctx context.Context, in StatusInput) (StatusOutput, error) 
 		if t.State == control.Done {
 			ts.ConsistentLSN = pglogrepl.LSN(t.ConsistentLSN).String()
 		}
+		if t.SplitEpoch == t.Epoch {
+			ts.Ranges = len(t.Ranges)
+			if t.State == control.Done {
+				ts.RangesDone = ts.Ranges
+			} else if ranges, err := e.Control.Ranges(ctx, t); err == nil {
+				ts.RowsCopied, ts.Chunks, ts.RangesDone = control.RangeProgress(ranges)
+			}
+		}
 		e.reconciled(ctx, t, &ts)
 		out.Tables = append(out.Tables, ts)
 		if t.State == control.Failed && in.Results == nil {
@@ -129,7 +142,7 @@ func (e *Env) Status(ctx context.Context, in StatusInput) (StatusOutput, error) 
 		}
 	}
 	for _, r := range in.Results {
-		if r.State == control.Failed {
+		if r.State == control.Failed && !slices.Contains(out.FailedTables, r.Table) {
 			out.FailedTables = append(out.FailedTables, r.Table)
 		}
 	}

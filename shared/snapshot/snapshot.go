@@ -1,6 +1,7 @@
-// Package snapshot copies one table into DynamoDB in key-ordered chunks while the
-// streamer runs (DESIGN §2.2–§2.3). Progress is stored after each chunk's writes are
-// durable, so an interrupted copy resumes at the last stored key.
+// Package snapshot copies tables into DynamoDB while the streamer runs (DESIGN §2.2–§2.3).
+// A table is split into key ranges copied in parallel, each in key-ordered chunks read in
+// short transactions. Progress is stored per range after each chunk's writes are durable,
+// so an interrupted copy resumes at the last stored key of each range.
 package snapshot
 
 import (
@@ -16,7 +17,6 @@ import (
 	"tandem/shared/control"
 	"tandem/shared/fault"
 	"tandem/shared/pg"
-	"tandem/shared/precedence"
 	"tandem/shared/schema"
 	"tandem/shared/target"
 )
@@ -27,13 +27,25 @@ type Copier struct {
 	Control   *control.Store
 	Writer    *target.Writer
 	ChunkSize int
-	// Writers is how many DynamoDB writes are in flight per chunk.
+	// Writers is how many DynamoDB writes are in flight per range.
 	Writers int
-	Log     *slog.Logger
+	// RangeRows is the number of rows a range is sized for, MaxRanges the most ranges one
+	// table is split into.
+	RangeRows int64
+	MaxRanges int
+	// Parallel is how many ranges Run copies at once.
+	Parallel int
+	Log      *slog.Logger
 	// Runner is who runs this copier: "" for the state machine's Lambda,
 	// control.RunnerStreamer inside the streamer. A copier only runs the snapshots that
 	// are its runner's, so one table never has two copiers.
 	Runner string
+	// Epoch, when set, is the epoch the work was planned for: a table re-planned or
+	// truncated since is not this copier's to copy any more.
+	Epoch int64
+	// RunID names this copy run ("<run>/<range>" claims the table's finalize); Run
+	// chooses one when empty.
+	RunID string
 	// AfterRead, when set, runs after a chunk is read and before it is written; tests use
 	// it to force interleavings with the stream.
 	AfterRead func(ctx context.Context, t *schema.Table, c *pg.Chunk)
@@ -46,10 +58,18 @@ func (e *FailedError) Error() string {
 	return fmt.Sprintf("the snapshot of %s failed: %s", e.Table, e.Reason)
 }
 
-// Result is where a table's snapshot stands after Run.
+// Result is where a table's snapshot (or one range of it) stands after a run.
 type Result struct {
-	Table        string `json:"table"`
-	Done         bool   `json:"done"`
+	Table string `json:"table"`
+	// Range and Of say which range of how many the result is of (RunRange).
+	Range int `json:"range"`
+	Of    int `json:"of,omitempty"`
+	// Done reports that the work asked for is over: the range (RunRange) or the table
+	// (Run) is copied, or fenced.
+	Done bool `json:"done"`
+	// Finalize is set on the one result elected to finalize the table (RunRange).
+	Finalize bool `json:"finalize"`
+	// State is the table's snapshot state.
 	State        string `json:"state"`
 	RowsCopied   int64  `json:"rows_copied"`
 	RowsEstimate int64  `json:"rows_estimate"`
@@ -62,15 +82,84 @@ type Result struct {
 // and reports its progress: enough to read it from the control table and answer.
 const deadlineMargin = 10 * time.Second
 
-// Run copies chunks of t until the table is done or the deadline is near, and returns
-// the progress. It never holds a transaction across chunks.
+// Run copies the whole table, Parallel ranges at once, until it is done or the deadline
+// is near, and returns the table's progress.
+func (c *Copier) Run(ctx context.Context, t *schema.Table, deadline time.Time) (Result, error) {
+	var st control.TableState
+	res, ok, err := c.withRetries(ctx, t, 0, deadline, func(ctx context.Context) (Result, error) {
+		var err error
+		if st, err = c.prepare(ctx, t); errors.Is(err, control.ErrFenced) {
+			return c.result(ctx, t, true)
+		}
+		return Result{Table: t.Source()}, err
+	})
+	if err != nil || !ok || res.Fenced {
+		return res, err
+	}
+	if st.Runner != c.Runner {
+		return c.awaitOther(ctx, t, deadline)
+	}
+	c.runID() // chosen once, before the workers share the copier
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	next := make(chan int)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+		fenced   bool
+	)
+	for range max(1, min(c.Parallel, len(st.Ranges))) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				res, err := c.RunRange(ctx, t, i, deadline)
+				mu.Lock()
+				fenced = fenced || res.Fenced
+				if err != nil && firstErr == nil {
+					firstErr = err
+					cancel()
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range st.Ranges {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+		}
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		return Result{Table: t.Source(), State: control.Running}, firstErr
+	}
+	return c.result(context.WithoutCancel(ctx), t, fenced)
+}
+
+// RunRange copies range index of the table until it is done or the deadline is near, and
+// returns its progress. The range that finds every range done reads B(T) and finishes
+// the table; then one worker of this run is elected to finalize it (Result.Finalize).
+// It never holds a transaction across chunks.
 //
 // Transient errors (DynamoDB beyond the SDK's attempts, a terminated PostgreSQL backend, a
 // restart) are retried here with backoff, resuming from the stored cursor, for as long as
-// the deadline allows (forever without one). When it nears, Run returns the progress
+// the deadline allows (forever without one). When it nears, RunRange returns the progress
 // stored so far and no error, so the state machine simply invokes it again: an outage of
 // minutes slows a table down but never fails it.
-func (c *Copier) Run(ctx context.Context, t *schema.Table, deadline time.Time) (Result, error) {
+func (c *Copier) RunRange(ctx context.Context, t *schema.Table, index int, deadline time.Time) (Result, error) {
+	res, _, err := c.withRetries(ctx, t, index, deadline, func(ctx context.Context) (Result, error) {
+		return c.runRange(ctx, t, index, deadline)
+	})
+	return res, err
+}
+
+// withRetries runs attempt until it succeeds or fails for good, retrying transient errors
+// with backoff. When the deadline nears first, it gives up (ok false) and returns the
+// range's stored progress and no error.
+func (c *Copier) withRetries(ctx context.Context, t *schema.Table, index int, deadline time.Time, attempt func(context.Context) (Result, error)) (res Result, ok bool, err error) {
 	runCtx := ctx
 	if !deadline.IsZero() {
 		var cancel context.CancelFunc
@@ -79,15 +168,15 @@ func (c *Copier) Run(ctx context.Context, t *schema.Table, deadline time.Time) (
 	}
 	backoff := time.Second
 	for {
-		res, err := c.run(runCtx, t, deadline)
+		res, err := attempt(runCtx)
 		if err == nil || ctx.Err() != nil || !retryable(err) {
-			return res, err
+			return res, err == nil, err
 		}
 		if runCtx.Err() != nil || (!deadline.IsZero() && time.Until(deadline) < deadlineMargin+backoff) {
-			c.Log.Warn("snapshot interrupted by a transient error near the deadline; returning its progress", "table", t.Source(), "error", err.Error())
-			return c.progress(ctx, t, res), nil
+			c.Log.Warn("snapshot interrupted by a transient error near the deadline; returning its progress", "table", t.Source(), "range", index, "error", err.Error())
+			return c.progress(ctx, t, index, res), false, nil
 		}
-		c.Log.Warn("snapshot interrupted by a transient error, resuming from the stored cursor", "table", t.Source(), "error", err.Error(), "in", backoff.String())
+		c.Log.Warn("snapshot interrupted by a transient error, resuming from the stored cursor", "table", t.Source(), "range", index, "error", err.Error(), "in", backoff.String())
 		select {
 		case <-time.After(backoff):
 		case <-runCtx.Done():
@@ -104,161 +193,21 @@ func retryable(err error) bool {
 	return fault.Classify(err) == fault.Transient && !errors.As(err, &failed) && !errors.As(err, &bad)
 }
 
-// progress is the stored progress, or last when the control table cannot be read either
-// (it may be what is down): the state machine loops on it either way.
-func (c *Copier) progress(ctx context.Context, t *schema.Table, last Result) Result {
+// progress is the stored progress of the range, or last when the control table cannot be
+// read either (it may be what is down): the state machine loops on it either way.
+func (c *Copier) progress(ctx context.Context, t *schema.Table, index int, last Result) Result {
 	ctx, cancel := context.WithTimeout(ctx, deadlineMargin/2)
 	defer cancel()
-	if res, err := c.result(ctx, t, false); err == nil {
-		return res
+	if st, found, err := c.Control.Table(ctx, t.Source()); err == nil && found {
+		if r, err := c.Control.Range(ctx, st, index); err == nil {
+			return rangeResult(st, r)
+		}
 	}
-	last.Table, last.Done = t.Source(), false
+	last.Table, last.Range, last.Done, last.Finalize = t.Source(), index, false, false
 	if last.State == "" || last.State == control.Done {
 		last.State = control.Running
 	}
 	return last
-}
-
-// run is one attempt of Run: from the stored state until done, the deadline or an error.
-func (c *Copier) run(ctx context.Context, t *schema.Table, deadline time.Time) (Result, error) {
-	if cur, found, err := c.Control.Table(ctx, t.Source()); err != nil {
-		return Result{Table: t.Source()}, err
-	} else if found && cur.Runner != c.Runner {
-		return c.awaitOther(ctx, t, deadline)
-	}
-	st, err := c.Control.StartSnapshot(ctx, t.Source())
-	if errors.Is(err, control.ErrFenced) {
-		return c.result(ctx, t, true)
-	}
-	if err != nil {
-		return Result{Table: t.Source()}, err
-	}
-	var slowest time.Duration
-	for st.State == control.Running {
-		// Stop while a chunk still fits before the deadline, with a margin for retries.
-		if !deadline.IsZero() && time.Until(deadline) < 2*slowest+deadlineMargin {
-			break
-		}
-		began := time.Now()
-		done, rows, err := c.chunk(ctx, t, &st)
-		if errors.Is(err, control.ErrFenced) {
-			return c.fenced(ctx, t)
-		}
-		if err != nil {
-			return Result{Table: t.Source(), State: st.State}, err
-		}
-		st.RowsCopied += int64(rows)
-		st.Chunks++
-		if done {
-			st.State = control.Done
-		}
-		slowest = max(slowest, time.Since(began))
-	}
-	return c.result(ctx, t, false)
-}
-
-// chunk copies one chunk; done reports that the table has no rows after the cursor.
-func (c *Copier) chunk(ctx context.Context, t *schema.Table, st *control.TableState) (done bool, rows int, err error) {
-	ch, err := pg.ReadChunk(ctx, c.PG, t, st.Cursor, c.ChunkSize)
-	if err != nil {
-		return false, 0, err
-	}
-	if len(ch.Rows) == 0 {
-		// B(T): read after the last chunk, so every row the snapshot missed was changed
-		// later and is in the stream at or before it.
-		b, err := pg.CurrentLSN(ctx, c.PG)
-		if err != nil {
-			return false, 0, err
-		}
-		if err := c.Control.FinishSnapshot(ctx, t.Source(), st.Epoch, uint64(b)); err != nil {
-			return false, 0, err
-		}
-		c.Log.Info("snapshot done", "table", t.Source(), "consistent_lsn", b.String(), "rows", st.RowsCopied, "chunks", st.Chunks)
-		return true, 0, nil
-	}
-	if c.AfterRead != nil {
-		c.AfterRead(ctx, t, &ch)
-	}
-	if err := c.write(ctx, t, ch, st); err != nil {
-		return false, 0, err
-	}
-	if err := c.Control.RecordChunk(ctx, *st, ch.LastKey, len(ch.Rows), uint64(ch.LSN)); err != nil {
-		return false, 0, err
-	}
-	st.Cursor = ch.LastKey
-	return false, len(ch.Rows), nil
-}
-
-// write puts the chunk's rows with Writers requests in flight and returns once every
-// write is durable (or lost to a stream write, which is the point).
-func (c *Copier) write(ctx context.Context, t *schema.Table, ch pg.Chunk, st *control.TableState) error {
-	read := precedence.Read{LSN: uint64(ch.LSN), Epoch: st.Epoch, Floor: st.FloorLSN}
-	rows := make(chan [][]byte)
-	errs := make(chan error, c.Writers)
-	var wg sync.WaitGroup
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for range c.Writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for row := range rows {
-				if err := c.writeRow(ctx, t, row, read); err != nil {
-					errs <- err
-					cancel()
-					return
-				}
-			}
-		}()
-	}
-send:
-	for _, row := range ch.Rows {
-		select {
-		case rows <- row:
-		case <-ctx.Done():
-			break send
-		}
-	}
-	close(rows)
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return err
-	}
-	return ctx.Err()
-}
-
-// writeRow writes one row. A row DynamoDB can never hold (a poison value or key) is a
-// dead letter naming the table, key and column, and the copy goes on: one bad row never
-// fails a whole table, whichever limit it breaks.
-func (c *Copier) writeRow(ctx context.Context, t *schema.Table, row [][]byte, read precedence.Read) error {
-	item, err := t.Item(row)
-	if err == nil {
-		_, err = c.Writer.Snapshot(ctx, t, item, read)
-	}
-	if !fault.IsPoison(err) {
-		return err
-	}
-	d := control.DeadLetterOf(err, t.Source(), t.KeyString(row), read.LSN, "snapshot")
-	c.Log.Error("row cannot be written to DynamoDB, dead-lettered", "table", d.Table, "key", d.Key, "column", d.Column, "reason", d.Reason)
-	return c.Control.AddDeadLetter(ctx, d)
-}
-
-// fenced handles a snapshot stopped by a TRUNCATE: rows of the last chunk may have landed
-// after the truncate's tombstones, so stale snapshot rows are swept before returning.
-func (c *Copier) fenced(ctx context.Context, t *schema.Table) (Result, error) {
-	st, _, err := c.Control.Table(ctx, t.Source())
-	if err != nil {
-		return Result{Table: t.Source()}, err
-	}
-	if st.FenceLSN > 0 {
-		n, err := c.Writer.Sweep(ctx, t, target.Sweep{FenceLSN: st.FenceLSN})
-		if err != nil {
-			return Result{Table: t.Source()}, err
-		}
-		c.Log.Info("snapshot fenced by truncate", "table", t.Source(), "stale_rows_swept", n)
-	}
-	return c.result(ctx, t, true)
 }
 
 // awaitOther waits while another runner (the streamer) copies the table, until it is done
@@ -290,16 +239,33 @@ func (c *Copier) awaitOther(ctx context.Context, t *schema.Table, deadline time.
 	}
 }
 
+// result is the table's progress: its totals once done, its ranges' sums while it runs.
 func (c *Copier) result(ctx context.Context, t *schema.Table, fenced bool) (Result, error) {
 	st, found, err := c.Control.Table(ctx, t.Source())
 	if err != nil {
 		return Result{Table: t.Source()}, err
 	}
 	if !found {
-		return Result{Table: t.Source()}, fault.Fatalf("control: table %s is not planned: run the plan handler first", t.Source())
+		return Result{Table: t.Source()}, errNotPlanned(t)
 	}
-	return Result{
-		Table: t.Source(), Done: st.State == control.Done, State: st.State, Fenced: fenced,
+	res := Result{
+		Table: t.Source(), Of: len(st.Ranges), Done: st.State == control.Done, State: st.State, Fenced: fenced,
 		RowsCopied: st.RowsCopied, RowsEstimate: st.RowsEstimate, Chunks: st.Chunks,
-	}, nil
+	}
+	if st.State == control.Running && st.SplitEpoch == st.Epoch {
+		ranges, err := c.Control.Ranges(ctx, st)
+		if err != nil {
+			return res, err
+		}
+		res.RowsCopied, res.Chunks, _ = control.RangeProgress(ranges)
+	}
+	return res, nil
+}
+
+// rangeResult is one range's progress within its table's state.
+func rangeResult(st control.TableState, r control.RangeState) Result {
+	return Result{
+		Table: st.Source, Range: r.Index, Of: len(st.Ranges), Done: r.State == control.Done || st.State == control.Done,
+		State: st.State, RowsCopied: r.RowsCopied, RowsEstimate: st.RowsEstimate, Chunks: r.Chunks,
+	}
 }
