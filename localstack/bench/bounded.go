@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"tandem/localstack/testenv"
 )
 
 // bounded (bench-scale only): the longest transaction the snapshot of a boundedRows-row
@@ -64,9 +64,14 @@ func (b *bench) bounded() error {
 	b.absolute(fmt.Sprintf("longest snapshot transaction, %d-row table", b.sz.boundedRows), worst, "s", 5)
 
 	// Streamer RSS: the real streamer binary, one transaction of boundedRows rows.
-	bin, err := testenv.Binary("tandem/streamer")
+	binDir, err := os.MkdirTemp("", "tandem-bench-bin-*")
 	if err != nil {
 		return err
+	}
+	defer os.RemoveAll(binDir)
+	bin := filepath.Join(binDir, "streamer")
+	if out, err := exec.Command("go", "build", "-o", bin, "tandem/streamer").CombinedOutput(); err != nil {
+		return fmt.Errorf("go build tandem/streamer: %w\n%s", err, out)
 	}
 	c := w.cfg
 	cmd := exec.Command(bin)
