@@ -12,7 +12,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
 )
 
 // bounded (bench-scale only): the longest transaction the snapshot of a boundedRows-row
