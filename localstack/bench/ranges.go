@@ -77,7 +77,6 @@ func (b *bench) rangedSnapshot(db, url string, n int) (float64, int, error) {
 	}
 	t0 := time.Now()
 	errs := make([]error, len(units))
-	var rows sync.Map
 	var wg sync.WaitGroup
 	for i, u := range units {
 		wg.Go(func() {
@@ -89,7 +88,6 @@ func (b *bench) rangedSnapshot(db, url string, n int) (float64, int, error) {
 					return
 				}
 				if res.Done {
-					rows.Store(i, res.RowsCopied)
 					return
 				}
 			}
@@ -102,6 +100,16 @@ func (b *bench) rangedSnapshot(db, url string, n int) (float64, int, error) {
 	}
 	if _, err := w.env.Finalize(b.ctx, pipeline.TableInput{Table: "public.wide"}); err != nil {
 		return 0, 0, fmt.Errorf("finalize: %w", err)
+	}
+	// Not timed: every row must be there, or the rate means nothing.
+	target, err := w.target("public.wide")
+	if err != nil {
+		return 0, 0, err
+	}
+	if live, err := w.liveItems(target); err != nil {
+		return 0, 0, err
+	} else if live != b.sz.rangeRows {
+		return 0, 0, fmt.Errorf("%d ranges copied %d rows of %d", len(units), live, b.sz.rangeRows)
 	}
 	b.note("%d ranges copied in %s", len(units), wall.Round(time.Millisecond))
 	return float64(b.sz.rangeRows) / wall.Seconds(), len(units), nil
