@@ -4,7 +4,7 @@ GO ?= go
 FUNCTIONS := plan snapshot finalize status
 BUILD := .build
 
-.PHONY: all build test test-long soak bench lint fmt demo image up status down clean $(addprefix build-,$(FUNCTIONS))
+.PHONY: all build test test-long soak bench bench-scale lint fmt demo image up status down clean $(addprefix build-,$(FUNCTIONS))
 
 all: build
 
@@ -46,9 +46,16 @@ soak:
 	TANDEM_SOAK=1 TANDEM_SEEDS=$${TANDEM_SEEDS:-3} \
 		$(GO) test -count=1 -timeout 120m -run 'TestConvergenceThroughFaults' -v ./localstack/e2e/
 
-## bench: throughput figures of the writer and the streamer.
+## bench: Tandem's throughput and lag figures against dynalite (installed with npm into the
+## user cache) and a real PostgreSQL, each next to its reference measured in the same run,
+## with a summary table (figure, value, reference, ratio, target, PASS/MISS). ~5-10 min.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+	$(GO) run ./localstack/bench
+
+## bench-scale: the same with larger tables, plus the bounded figures (longest snapshot
+## transaction on a 1M-row table, streamer RSS through a 1M-row transaction). Much longer.
+bench-scale:
+	$(GO) run ./localstack/bench -scale
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
