@@ -142,16 +142,6 @@ func count(events []sfntypes.HistoryEvent, typ sfntypes.HistoryEventType) int {
 	return n
 }
 
-func countIn(events []sfntypes.HistoryEvent, typ sfntypes.HistoryEventType, name string) int {
-	n := 0
-	for _, e := range events {
-		if d := e.MapIterationStartedEventDetails; e.Type == typ && d != nil && aws.ToString(d.Name) == name {
-			n++
-		}
-	}
-	return n
-}
-
 // TestDeployedStateMachine runs the snapshot through the deployed state machine (Plan
 // splitting tables into key ranges, a Distributed Map with one child execution per range,
 // snapshot loops, one Finalize per table in parallel-scan segments) while the streamer
