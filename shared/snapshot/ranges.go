@@ -29,6 +29,11 @@ func (c *Copier) prepare(ctx context.Context, t *schema.Table) (control.TableSta
 	if c.Epoch != 0 && st.Epoch != c.Epoch {
 		return st, control.ErrFenced
 	}
+	if c.Epoch != 0 && st.State == control.Failed {
+		// Another range of this run failed the table (plan re-plans failed tables before
+		// a run): the other ranges stop too, rather than revive it as running.
+		return st, &FailedError{Table: t.Source(), Reason: st.Error}
+	}
 	if st.Runner != c.Runner || st.State == control.Done {
 		return st, nil
 	}
