@@ -79,13 +79,7 @@ func (e *Env) FinalizeSegments(ctx context.Context, table string) (SegmentsOutpu
 	if err != nil {
 		return out, err
 	}
-	// The checkpoint is read before the state: every tombstone at or before its applied
-	// LSN was committed before a snapshot that starts after the state read could read.
-	cp, err := e.Control.Checkpoint(ctx)
-	if err != nil {
-		return out, err
-	}
-	st, _, err := e.Control.Table(ctx, table)
+	cp, st, err := e.checkpointThenState(ctx, table)
 	if err != nil {
 		return out, err
 	}
@@ -156,11 +150,7 @@ func (e *Env) SweepSegment(ctx context.Context, in FinalizeInput, deadline time.
 // and reports whether it is consistent yet.
 func (e *Env) FinishFinalize(ctx context.Context, table string) (FinalizeOutput, error) {
 	out := FinalizeOutput{Table: table}
-	cp, err := e.Control.Checkpoint(ctx)
-	if err != nil {
-		return out, err
-	}
-	st, _, err := e.Control.Table(ctx, table)
+	cp, st, err := e.checkpointThenState(ctx, table)
 	if err != nil {
 		return out, err
 	}
@@ -221,4 +211,16 @@ func (e *Env) finalizeHere(ctx context.Context, table string) (FinalizeOutput, e
 		}
 	}
 	return e.FinishFinalize(ctx, table)
+}
+
+// checkpointThenState reads the streamer's checkpoint, then the table's state, in that
+// order: every tombstone at or before the checkpoint's applied LSN was committed before a
+// snapshot that starts after the state read could read, so those tombstones may go.
+func (e *Env) checkpointThenState(ctx context.Context, table string) (control.Checkpoint, control.TableState, error) {
+	cp, err := e.Control.Checkpoint(ctx)
+	if err != nil {
+		return cp, control.TableState{}, err
+	}
+	st, _, err := e.Control.Table(ctx, table)
+	return cp, st, err
 }
