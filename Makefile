@@ -8,17 +8,24 @@ BUILD := .build
 
 all: build
 
-## build: the Lambda bootstraps (linux/arm64, provided.al2023) and the streamer binary.
-build: $(addprefix build-,$(FUNCTIONS)) $(BUILD)/streamer
+## build: the Lambda bootstraps (linux/arm64, provided.al2023), the streamer and the tandem command.
+build: $(addprefix build-,$(FUNCTIONS)) $(BUILD)/streamer $(BUILD)/tandem
 
 $(addprefix build-,$(FUNCTIONS)): build-%:
 	mkdir -p $(BUILD)/$*
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags='-s -w' -o $(BUILD)/$*/bootstrap ./functions/$*
 
-.PHONY: $(BUILD)/streamer
+.PHONY: $(BUILD)/streamer $(BUILD)/tandem tandem
 $(BUILD)/streamer:
 	mkdir -p $(BUILD)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./streamer
+
+## tandem: the operator's command (.build/tandem): check, status, verify, resnapshot,
+## deadletters, teardown.
+tandem: $(BUILD)/tandem
+$(BUILD)/tandem:
+	@mkdir -p $(BUILD)
+	@CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./cmd/tandem
 
 ## SAM's `BuildMethod: makefile` runs these (sam build), with ARTIFACTS_DIR set.
 build-PlanFunction build-SnapshotFunction build-FinalizeFunction build-StatusFunction: build-%Function:
