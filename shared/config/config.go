@@ -31,6 +31,9 @@ type Config struct {
 	Slot        string `json:"slot"`
 	// ControlTable is the DynamoDB table holding snapshot progress, checkpoints and leases.
 	ControlTable string `json:"control_table"`
+	// StateMachineARN is the deployed snapshot state machine, for the tandem command
+	// (status shows its executions; resnapshot starts one). The handlers do not use it.
+	StateMachineARN string `json:"state_machine_arn,omitempty"`
 	// TablePrefix is prepended to default target table names (see DefaultTarget).
 	TablePrefix string `json:"table_prefix"`
 	// Tables restricts and customises replication; empty means every table of the publication.
@@ -137,12 +140,13 @@ func Load() (*Config, error) {
 
 func (c *Config) applyEnv(getenv func(string) string) error {
 	strs := map[string]*string{
-		"TANDEM_PG_URL":        &c.PostgresURL,
-		"TANDEM_PG_SECRET_ARN": &c.PostgresSecretARN,
-		"TANDEM_PUBLICATION":   &c.Publication,
-		"TANDEM_SLOT":          &c.Slot,
-		"TANDEM_CONTROL_TABLE": &c.ControlTable,
-		"TANDEM_TABLE_PREFIX":  &c.TablePrefix,
+		"TANDEM_PG_URL":            &c.PostgresURL,
+		"TANDEM_PG_SECRET_ARN":     &c.PostgresSecretARN,
+		"TANDEM_PUBLICATION":       &c.Publication,
+		"TANDEM_SLOT":              &c.Slot,
+		"TANDEM_CONTROL_TABLE":     &c.ControlTable,
+		"TANDEM_TABLE_PREFIX":      &c.TablePrefix,
+		"TANDEM_STATE_MACHINE_ARN": &c.StateMachineARN,
 	}
 	for name, dst := range strs {
 		if v := getenv(name); v != "" {
