@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -52,7 +53,16 @@ func main() {
 	scale := flag.Bool("scale", false, "bench-scale: larger tables and the bounded figures (1M rows)")
 	only := flag.String("only", "", "comma-separated figure groups to run (raw,write,concurrent,truncate,ranges,bounded); all by default")
 	quick := flag.Bool("quick", false, "tiny tables, to check the program itself (figures meaningless)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this `file` (go tool pprof)")
 	flag.Parse()
+	if *cpuProfile != "" {
+		stopProfile, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		defer stopProfile()
+	}
 	sz := benchSizes
 	if *scale {
 		sz = scaleSizes
@@ -67,7 +77,22 @@ func main() {
 	}
 	code := b.run(*only)
 	b.stop()
-	os.Exit(code)
+	if code != 0 {
+		os.Exit(code)
+	}
+}
+
+// startCPUProfile profiles this process until the returned function is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // bench is one run: the stack, its sizes and the figures measured so far.

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
 // Attribute names reach DynamoDB expressions only through Name and Build. The SDK's
@@ -30,6 +31,16 @@ func Name(name string) expression.NameBuilder {
 type Expression struct {
 	expression.Expression
 	names map[string]string
+	// values, when set (a filled Template), replaces the built expression's values.
+	values map[string]types.AttributeValue
+}
+
+// Values returns the ExpressionAttributeValues.
+func (e Expression) Values() map[string]types.AttributeValue {
+	if e.values != nil {
+		return e.values
+	}
+	return e.Expression.Values()
 }
 
 // Names returns the ExpressionAttributeNames: placeholder to real attribute name.

@@ -88,6 +88,25 @@ func Stream(p Position) expression.ConditionBuilder {
 			And(ddb.Name(AttrSeq).LessThan(expression.Value(p.Seq))))
 }
 
+// The guards of every snapshot put, stream put and tombstone, built once and filled in
+// per write (ddb.Template): they differ only in their numbers.
+var (
+	streamGuard        = ddb.MustTemplate(expression.NewBuilder().WithCondition(Stream(Position{LSN: ddb.Param(0), Seq: uint32(ddb.Param(1))})), 2)
+	snapshotGuard      = ddb.MustTemplate(expression.NewBuilder().WithCondition(Snapshot(Read{LSN: ddb.Param(0), Epoch: int64(ddb.Param(1))})), 2)
+	snapshotFloorGuard = ddb.MustTemplate(expression.NewBuilder().WithCondition(Snapshot(Read{LSN: ddb.Param(0), Epoch: int64(ddb.Param(1)), Floor: ddb.Param(2)})), 3)
+)
+
+// StreamGuard is Stream(p), built.
+func StreamGuard(p Position) ddb.Expression { return streamGuard.Fill(p.LSN, uint64(p.Seq)) }
+
+// SnapshotGuard is Snapshot(r), built.
+func SnapshotGuard(r Read) ddb.Expression {
+	if r.Floor > 0 {
+		return snapshotFloorGuard.Fill(r.LSN, uint64(r.Epoch), r.Floor)
+	}
+	return snapshotGuard.Fill(r.LSN, uint64(r.Epoch))
+}
+
 // Merge guards a partial update (an UPDATE whose unchanged TOAST values were not sent,
 // §2.6): like Stream, but only onto an existing live item holding the values the change
 // left out, in the table's current shape (written at or after floor, the last schema

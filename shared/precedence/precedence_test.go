@@ -1,6 +1,9 @@
 package precedence
 
 import (
+	"fmt"
+	"math/rand/v2"
+	"reflect"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
@@ -71,4 +74,31 @@ func TestItemsCarryMetadata(t *testing.T) {
 	if p, src, _ := ItemPosition(snap); src != SrcSnapshot || p.LSN != 77 {
 		t.Fatalf("snapshot metadata: %v %q", p, src)
 	}
+}
+
+// The prebuilt guards are exactly the conditions they stand for, whatever the numbers.
+func TestGuardsEqualTheirConditions(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	same := func(what string, got ddb.Expression, cond expression.ConditionBuilder) {
+		t.Helper()
+		want, err := ddb.Build(expression.NewBuilder().WithCondition(cond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if *got.Condition() != *want.Condition() || !reflect.DeepEqual(got.Names(), want.Names()) || !reflect.DeepEqual(got.Values(), want.Values()) {
+			t.Fatalf("%s:\n got %s %v %v\nwant %s %v %v", what, *got.Condition(), got.Names(), got.Values(), *want.Condition(), want.Names(), want.Values())
+		}
+	}
+	for range 200 {
+		p := Position{LSN: rng.Uint64(), Seq: rng.Uint32()}
+		same(fmt.Sprint("stream ", p), StreamGuard(p), Stream(p))
+		r := Read{LSN: rng.Uint64(), Epoch: rng.Int64N(1 << 40)}
+		same(fmt.Sprint("snapshot ", r), SnapshotGuard(r), Snapshot(r))
+		r.Floor = 1 + rng.Uint64N(1<<62)
+		same(fmt.Sprint("snapshot after a schema change ", r), SnapshotGuard(r), Snapshot(r))
+	}
+	// Filling one guard leaves the template and earlier fills alone.
+	a, b := StreamGuard(Position{LSN: 1, Seq: 2}), StreamGuard(Position{LSN: 3, Seq: 4})
+	same("first fill", a, Stream(Position{LSN: 1, Seq: 2}))
+	same("second fill", b, Stream(Position{LSN: 3, Seq: 4}))
 }

@@ -197,9 +197,13 @@ func (w *Writer) Truncate(ctx context.Context, t *schema.Table, p precedence.Pos
 func (w *Writer) TruncateSegment(ctx context.Context, t *schema.Table, p precedence.Position, seg Segment, start Item, deadline time.Time, save SaveFunc) (Item, int, error) {
 	before := precedence.WrittenBefore(p)
 	live := expression.AttributeNotExists(ddb.Name(precedence.AttrDeleted)).And(before)
+	guard, err := buildGuard(t, start, before)
+	if err != nil {
+		return start, 0, err
+	}
 	expires := time.Now().Add(w.TombstoneTTL).Unix()
 	return w.pass(ctx, t, live, seg, start, deadline, func(ctx context.Context, item Item) (bool, error) {
-		err := w.putItem(ctx, t, precedence.Tombstone(keyOf(t, item), p, expires), before)
+		err := w.putItem(ctx, t, precedence.Tombstone(keyOf(t, item), p, expires), guard)
 		switch {
 		case err == nil:
 			return true, nil

@@ -48,49 +48,54 @@ type Writer struct {
 
 // Snapshot writes a row read by a snapshot chunk.
 func (w *Writer) Snapshot(ctx context.Context, t *schema.Table, item Item, r precedence.Read) (bool, error) {
-	return w.put(ctx, t, precedence.SnapshotItem(item, r), precedence.Snapshot(r))
+	return w.put(ctx, t, precedence.SnapshotItem(item, r), precedence.SnapshotGuard(r))
 }
 
 // Stream writes the full row of a change at p.
 func (w *Writer) Stream(ctx context.Context, t *schema.Table, item Item, p precedence.Position) (bool, error) {
-	return w.put(ctx, t, precedence.StreamItem(item, p), precedence.Stream(p))
+	return w.put(ctx, t, precedence.StreamItem(item, p), precedence.StreamGuard(p))
 }
 
 // Delete writes the tombstone of a change at p.
 func (w *Writer) Delete(ctx context.Context, t *schema.Table, key Item, p precedence.Position) (bool, error) {
 	expires := time.Now().Add(w.TombstoneTTL).Unix()
-	return w.put(ctx, t, precedence.Tombstone(key, p, expires), precedence.Stream(p))
+	return w.put(ctx, t, precedence.Tombstone(key, p, expires), precedence.StreamGuard(p))
 }
 
-func (w *Writer) put(ctx context.Context, t *schema.Table, item Item, cond expression.ConditionBuilder) (bool, error) {
+func (w *Writer) put(ctx context.Context, t *schema.Table, item Item, guard ddb.Expression) (bool, error) {
 	if size := mapping.ItemSize(item); size > limits.ItemSize {
 		return false, poison(t, item, fmt.Sprintf("the row is %d bytes as a DynamoDB item, over DynamoDB's %d-byte item limit", size, limits.ItemSize), nil)
 	}
-	err := w.putItem(ctx, t, item, cond)
+	err := w.putItem(ctx, t, item, guard)
 	return w.outcome(t, item, err)
 }
 
-func (w *Writer) putItem(ctx context.Context, t *schema.Table, item Item, cond expression.ConditionBuilder) error {
-	return w.putItemWith(ctx, t, item, cond, "")
+func (w *Writer) putItem(ctx context.Context, t *schema.Table, item Item, guard ddb.Expression) error {
+	return w.putItemWith(ctx, t, item, guard, "")
+}
+
+// buildGuard builds a condition that is not one of precedence's prebuilt guards.
+func buildGuard(t *schema.Table, item Item, cond expression.ConditionBuilder) (ddb.Expression, error) {
+	expr, err := ddb.Build(expression.NewBuilder().WithCondition(cond))
+	if err != nil {
+		return expr, poison(t, item, "cannot express the condition for DynamoDB", unbuildable(err))
+	}
+	return expr, nil
 }
 
 // putItemReturning is putItem whose refusal carries the item that refused it
 // (ddb.ConditionFailedItem).
-func (w *Writer) putItemReturning(ctx context.Context, t *schema.Table, item Item, cond expression.ConditionBuilder) error {
-	return w.putItemWith(ctx, t, item, cond, types.ReturnValuesOnConditionCheckFailureAllOld)
+func (w *Writer) putItemReturning(ctx context.Context, t *schema.Table, item Item, guard ddb.Expression) error {
+	return w.putItemWith(ctx, t, item, guard, types.ReturnValuesOnConditionCheckFailureAllOld)
 }
 
-func (w *Writer) putItemWith(ctx context.Context, t *schema.Table, item Item, cond expression.ConditionBuilder, onFailure types.ReturnValuesOnConditionCheckFailure) error {
-	expr, err := ddb.Build(expression.NewBuilder().WithCondition(cond))
-	if err != nil {
-		return unbuildable(err)
-	}
-	_, err = w.DB.PutItem(ctx, &dynamodb.PutItemInput{
+func (w *Writer) putItemWith(ctx context.Context, t *schema.Table, item Item, guard ddb.Expression, onFailure types.ReturnValuesOnConditionCheckFailure) error {
+	_, err := w.DB.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName:                           &t.Target,
 		Item:                                item,
-		ConditionExpression:                 expr.Condition(),
-		ExpressionAttributeNames:            expr.Names(),
-		ExpressionAttributeValues:           expr.Values(),
+		ConditionExpression:                 guard.Condition(),
+		ExpressionAttributeNames:            guard.Names(),
+		ExpressionAttributeValues:           guard.Values(),
 		ReturnValuesOnConditionCheckFailure: onFailure,
 	})
 	return err
@@ -173,7 +178,11 @@ func (w *Writer) mergeByPut(ctx context.Context, t *schema.Table, key, set Item,
 		if size := mapping.ItemSize(merged); size > limits.ItemSize {
 			return false, false, poison(t, key, fmt.Sprintf("the merged row is %d bytes as a DynamoDB item, over DynamoDB's %d-byte item limit", size, limits.ItemSize), nil)
 		}
-		err = w.putItemReturning(ctx, t, merged, precedence.Stream(p).And(precedence.Unchanged(cur)))
+		var guard ddb.Expression
+		if guard, err = buildGuard(t, key, precedence.Stream(p).And(precedence.Unchanged(cur))); err != nil {
+			return false, false, err
+		}
+		err = w.putItemReturning(ctx, t, merged, guard)
 		if now, refused := ddb.ConditionFailedItem(err); refused {
 			// Written meanwhile: decide again on what is there now, which the refusal
 			// returned (absent: the item is gone).
