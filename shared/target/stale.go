@@ -2,12 +2,7 @@ package target
 
 import (
 	"context"
-	"fmt"
 
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-
-	"tandem/shared/ddb"
 	"tandem/shared/precedence"
 	"tandem/shared/schema"
 )
@@ -17,24 +12,18 @@ import (
 // written after the TRUNCATE's tombstones. Anything else at those keys (a tombstone, a row
 // streamed or read after the fence) stays. It returns how many items it removed.
 func (w *Writer) RemoveStale(ctx context.Context, t *schema.Table, keys []Item, fenceLSN uint64) (int, error) {
-	expr, err := ddb.Build(expression.NewBuilder().WithCondition(precedence.StaleSnapshot(fenceLSN)))
+	guard, err := buildGuard(t, nil, precedence.StaleSnapshot(fenceLSN))
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, key := range keys {
-		_, err := w.DB.DeleteItem(ctx, &dynamodb.DeleteItemInput{
-			TableName:                 &t.Target,
-			Key:                       key,
-			ConditionExpression:       expr.Condition(),
-			ExpressionAttributeNames:  expr.Names(),
-			ExpressionAttributeValues: expr.Values(),
-		})
-		switch {
-		case err == nil:
+		removed, err := w.deleteIf(ctx, t, key, guard, "removing stale snapshot rows of")
+		if err != nil {
+			return n, err
+		}
+		if removed {
 			n++
-		case !ddb.IsConditionFailed(err):
-			return n, fmt.Errorf("dynamodb: removing stale snapshot rows of %s: %w", t.Target, err)
 		}
 	}
 	return n, nil

@@ -263,7 +263,11 @@ func (w *Writer) SweepSegment(ctx context.Context, t *schema.Table, s Sweep, seg
 		if p, _, ok := precedence.ItemPosition(item); ok && s.TombstonesUpTo > 0 && precedence.IsTombstone(item) {
 			guards = append(append([]expression.ConditionBuilder(nil), general...), precedence.SweepableTombstone(p))
 		}
-		return w.deleteIf(ctx, t, item, or(guards))
+		guard, err := buildGuard(t, item, or(guards))
+		if err != nil {
+			return false, err
+		}
+		return w.deleteIf(ctx, t, keyOf(t, item), guard, "sweeping")
 	}, save)
 }
 
@@ -274,18 +278,15 @@ func or(conds []expression.ConditionBuilder) expression.ConditionBuilder {
 	return expression.Or(conds[0], conds[1], conds[2:]...)
 }
 
-// deleteIf deletes item under guard; false when the guard refused it (written meanwhile).
-func (w *Writer) deleteIf(ctx context.Context, t *schema.Table, item Item, guard expression.ConditionBuilder) (bool, error) {
-	expr, err := ddb.Build(expression.NewBuilder().WithCondition(guard))
-	if err != nil {
-		return false, err
-	}
-	_, err = w.DB.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+// deleteIf deletes the item at key under guard; false when the guard refused it (written
+// meanwhile). doing names the work in an error ("sweeping").
+func (w *Writer) deleteIf(ctx context.Context, t *schema.Table, key Item, guard ddb.Expression, doing string) (bool, error) {
+	_, err := w.DB.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName:                 &t.Target,
-		Key:                       keyOf(t, item),
-		ConditionExpression:       expr.Condition(),
-		ExpressionAttributeNames:  expr.Names(),
-		ExpressionAttributeValues: expr.Values(),
+		Key:                       key,
+		ConditionExpression:       guard.Condition(),
+		ExpressionAttributeNames:  guard.Names(),
+		ExpressionAttributeValues: guard.Values(),
 	})
 	switch {
 	case err == nil:
@@ -293,5 +294,5 @@ func (w *Writer) deleteIf(ctx context.Context, t *schema.Table, item Item, guard
 	case ddb.IsConditionFailed(err):
 		return false, nil
 	}
-	return false, fmt.Errorf("dynamodb: sweeping %s: %w", t.Target, err)
+	return false, fmt.Errorf("dynamodb: %s %s: %w", doing, t.Target, err)
 }
