@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +16,10 @@ import (
 	"tandem/shared/pg"
 	"tandem/shared/pipeline"
 	"tandem/shared/schema"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
 // TestSplit samples key ranges of tables with an integer, a composite (text, int) and a
@@ -292,4 +298,61 @@ func TestTruncateDuringRanges(t *testing.T) {
 	f.waitCaughtUp()
 	f.assertConverged("public.big")
 	t.Logf("%d ranges, %d fenced by the TRUNCATE", len(st.Ranges), fenced)
+}
+
+// A re-snapshot splits the table anew and removes the range items of the split before.
+func TestResplitRemovesOldRanges(t *testing.T) {
+	f := newFixture(t, `CREATE TABLE big (id int PRIMARY KEY, v text);
+		INSERT INTO big SELECT g, 'v' || g FROM generate_series(1, 200) g;`, func(c *config.Config) {
+		c.ChunkSize, c.RangeRows, c.MaxRanges = 20, 50, 8
+	})
+	f.plan()
+	f.snapshot("public.big")
+	f.finalize("public.big")
+	first, _, err := f.env.Control.Table(f.ctx, "public.big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := func(epoch int64) string { return fmt.Sprintf("range#public.big#%d#", epoch) }
+	if n := len(f.controlItems(prefix(first.Epoch))); n != len(first.Ranges) || n < 2 {
+		t.Fatalf("epoch %d: %d range items for %d ranges (want several)", first.Epoch, n, len(first.Ranges))
+	}
+	if _, err := f.env.Plan(f.ctx, pipeline.PlanInput{Reset: true}); err != nil {
+		t.Fatal(err)
+	}
+	f.snapshot("public.big")
+	f.finalize("public.big")
+	second, _, err := f.env.Control.Table(f.ctx, "public.big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.SplitEpoch <= first.Epoch {
+		t.Fatalf("the re-snapshot did not split the table anew: split epoch %d, first epoch %d", second.SplitEpoch, first.Epoch)
+	}
+	if old := f.controlItems(prefix(first.Epoch)); len(old) > 0 {
+		t.Errorf("%d range items of the replaced epoch %d are left: %v", len(old), first.Epoch, old)
+	}
+	if n := len(f.controlItems(prefix(second.Epoch))); n != len(second.Ranges) {
+		t.Errorf("epoch %d: %d range items for %d ranges", second.Epoch, n, len(second.Ranges))
+	}
+	f.assertConverged("public.big")
+}
+
+// controlItems lists the ids of the control table's items that begin with prefix.
+func (f *fixture) controlItems(prefix string) []string {
+	f.t.Helper()
+	var ids []string
+	p := dynamodb.NewScanPaginator(f.db, &dynamodb.ScanInput{TableName: &f.cfg.ControlTable, ConsistentRead: aws.Bool(true)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(f.ctx)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		for _, item := range page.Items {
+			if id, ok := item["id"].(*types.AttributeValueMemberS); ok && strings.HasPrefix(id.Value, prefix) {
+				ids = append(ids, id.Value)
+			}
+		}
+	}
+	return ids
 }

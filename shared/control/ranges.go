@@ -45,8 +45,13 @@ func rangeID(source string, epoch int64, index int) string {
 // SetSplit records the key ranges the snapshot of epoch reads, and the rows estimated while
 // splitting, once: a table already split for its epoch keeps its ranges (their progress
 // refers to them), whoever split it. It returns the table's state with its split, or
-// ErrFenced when the epoch moved on.
+// ErrFenced when the epoch moved on. The range items of the split it replaces are
+// removed: nothing reads an older epoch's progress (its copiers are fenced).
 func (s *Store) SetSplit(ctx context.Context, source string, epoch int64, ranges []pg.Range, rowsEstimate int64) (TableState, error) {
+	prev, _, err := s.Table(ctx, source)
+	if err != nil {
+		return prev, err
+	}
 	splitEpoch := ddb.Name("split_epoch")
 	upd := expression.Set(ddb.Name("ranges"), expression.Value(ranges)).
 		Set(ddb.Name("rows_estimate"), expression.Value(rowsEstimate)).
@@ -63,6 +68,14 @@ func (s *Store) SetSplit(ctx context.Context, source string, epoch int64, ranges
 	}
 	if st.Epoch != epoch || st.SplitEpoch != epoch {
 		return st, ErrFenced
+	}
+	if prev.SplitEpoch > 0 && prev.SplitEpoch < epoch {
+		for i := range prev.Ranges {
+			// Left behind on an error, an old item costs only its storage.
+			if err := s.delete(ctx, rangeID(source, prev.SplitEpoch, i)); err != nil {
+				break
+			}
+		}
 	}
 	return st, nil
 }
