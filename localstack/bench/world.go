@@ -91,7 +91,7 @@ func (b *bench) worldOn(name, url, ddl string, configure func(*config.Config)) (
 	}
 	awsCfg, _ := b.dyn.AWSConfig(b.ctx)
 	w.db = ddb.FromConfig(awsCfg)
-	pool, err := pg.Open(b.ctx, url, 40)
+	pool, err := pg.Open(b.ctx, pg.Source{URL: url}, 40)
 	if err != nil {
 		w.close()
 		return nil, err

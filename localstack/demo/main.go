@@ -117,7 +117,7 @@ func run(ctx context.Context, rows int) error {
 	if err != nil {
 		return err
 	}
-	pool, err := pg.Open(ctx, url, 8)
+	pool, err := pg.Open(ctx, pg.Source{URL: url}, 8)
 	if err != nil {
 		return err
 	}

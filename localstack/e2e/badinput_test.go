@@ -316,7 +316,7 @@ func (f *fixture) envFor(pgURL string) *pipeline.Env {
 	f.t.Helper()
 	cfg := *f.cfg
 	cfg.PostgresURL = pgURL
-	pool, err := pg.Open(f.ctx, pgURL, 4)
+	pool, err := pg.Open(f.ctx, pg.Source{URL: pgURL}, 4)
 	if err != nil {
 		f.t.Fatal(err)
 	}

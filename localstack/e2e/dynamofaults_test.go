@@ -100,7 +100,7 @@ func runThroughFaults(t *testing.T, seed uint64, plan faultPlan) {
 	defer proxy.Close()
 	// Tandem talks to DynamoDB through the proxy; the test's own checks (f.env, f.db)
 	// do not.
-	pool, err := pg.Open(f.ctx, f.url, 24)
+	pool, err := pg.Open(f.ctx, pg.Source{URL: f.url}, 24)
 	if err != nil {
 		t.Fatal(err)
 	}

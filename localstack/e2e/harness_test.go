@@ -97,7 +97,7 @@ func newFixture(t testing.TB, ddl string, configure func(*config.Config)) *fixtu
 		t.Fatal(err)
 	}
 	db := ddb.FromConfig(awsCfg)
-	pool, err := pg.Open(ctx, url, 24)
+	pool, err := pg.Open(ctx, pg.Source{URL: url}, 24)
 	if err != nil {
 		t.Fatal(err)
 	}

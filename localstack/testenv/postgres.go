@@ -42,6 +42,10 @@ type Postgres struct {
 type PostgresOptions struct {
 	WalLevel  string            // default "logical"; bad-input tests pass "replica"
 	ExtraConf map[string]string // more postgresql.conf settings; values are quoted here
+	// Files are written into the data directory before the server starts, readable by
+	// the server only (a TLS key must be): ExtraConf names them relative to it
+	// (ssl_cert_file = 'server.crt').
+	Files map[string][]byte
 }
 
 const pgTimeout = 60 * time.Second
@@ -79,6 +83,17 @@ func (p *Postgres) setUp(opts PostgresOptions) error {
 	}
 	if err := p.writeConf(opts); err != nil {
 		return err
+	}
+	for name, content := range opts.Files {
+		path := filepath.Join(p.dataDir(), name)
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			return err
+		}
+		if p.cred != nil {
+			if err := os.Chown(path, int(p.cred.Uid), int(p.cred.Gid)); err != nil {
+				return err
+			}
+		}
 	}
 	for attempt := 1; ; attempt++ {
 		err := p.start()

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"tandem/shared/ident"
+	"tandem/shared/pg"
 )
 
 // Config is the whole of Tandem's configuration. Zero values are filled by Defaults.
@@ -26,6 +28,16 @@ type Config struct {
 	// PostgresSecretARN names a Secrets Manager secret holding the connection instead:
 	// an RDS-style JSON secret (host, port, username, password, dbname) or a URL string.
 	PostgresSecretARN string `json:"postgres_secret_arn"`
+	// PostgresSSLMode, when set, is the TLS mode of every connection to the source, over
+	// the URL's own sslmode (libpq's modes: verify-full checks the server's certificate
+	// and host name; require and stronger never fall back to plain text).
+	PostgresSSLMode string `json:"postgres_sslmode,omitempty"`
+	// PostgresSSLRootCert is the CA bundle (a PEM file) verify-full and verify-ca check
+	// the server's certificate against; empty: the system's roots.
+	PostgresSSLRootCert string `json:"postgres_sslrootcert,omitempty"`
+	// PostgresIAMAuth authenticates every connection with an RDS IAM token for the URL's
+	// (or the secret's) user, made per connection, instead of a password.
+	PostgresIAMAuth bool `json:"postgres_iam_auth,omitempty"`
 	// Publication and Slot name the logical replication objects Tandem owns.
 	Publication string `json:"publication"`
 	Slot        string `json:"slot"`
@@ -142,6 +154,8 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	strs := map[string]*string{
 		"TANDEM_PG_URL":            &c.PostgresURL,
 		"TANDEM_PG_SECRET_ARN":     &c.PostgresSecretARN,
+		"TANDEM_PG_SSLMODE":        &c.PostgresSSLMode,
+		"TANDEM_PG_SSLROOTCERT":    &c.PostgresSSLRootCert,
 		"TANDEM_PUBLICATION":       &c.Publication,
 		"TANDEM_SLOT":              &c.Slot,
 		"TANDEM_CONTROL_TABLE":     &c.ControlTable,
@@ -203,6 +217,13 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 			}
 			dst.Duration = d
 		}
+	}
+	if v := getenv("TANDEM_PG_IAM_AUTH"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("config: TANDEM_PG_IAM_AUTH=%q is not true or false", v)
+		}
+		c.PostgresIAMAuth = b
 	}
 	if v := getenv("TANDEM_CREATE_TABLES"); v != "" {
 		b, err := strconv.ParseBool(v)
@@ -280,6 +301,12 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.PostgresURL == "" && c.PostgresSecretARN == "" {
 		errs = append(errs, errors.New("config: postgres_url (TANDEM_PG_URL) or postgres_secret_arn (TANDEM_PG_SECRET_ARN) is required"))
+	}
+	if c.PostgresSSLMode != "" && !slices.Contains(pg.SSLModes, c.PostgresSSLMode) {
+		errs = append(errs, fmt.Errorf("config: postgres_sslmode (TANDEM_PG_SSLMODE) %q is not one of %s", c.PostgresSSLMode, strings.Join(pg.SSLModes, ", ")))
+	}
+	if c.PostgresIAMAuth && slices.Contains([]string{"disable", "allow", "prefer"}, c.PostgresSSLMode) {
+		errs = append(errs, fmt.Errorf("config: postgres_iam_auth needs TLS that cannot fall back to plain text: postgres_sslmode %q must be require, verify-ca or verify-full", c.PostgresSSLMode))
 	}
 	for name, v := range map[string]string{"publication": c.Publication, "slot": c.Slot} {
 		if !pgIdent.MatchString(v) {

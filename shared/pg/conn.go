@@ -16,11 +16,28 @@ import (
 	"tandem/shared/mapping"
 )
 
-// Open returns a pool for ordinary queries.
-func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(url)
+// Open returns a pool for ordinary queries. When the first connection is refused its
+// credentials and src supplies passwords, the password is read anew and tried once more
+// (a secret rotated since it was read).
+func Open(ctx context.Context, src Source, maxConns int32) (*pgxpool.Pool, error) {
+	pool, err := open(ctx, src, maxConns)
+	if err != nil && src.Password != nil && IsAuthFailure(err) {
+		if _, rerr := src.Password(ctx, true); rerr != nil {
+			return nil, fmt.Errorf("%w (and reading the password again failed: %v)", err, rerr)
+		}
+		pool, err = open(ctx, src, maxConns)
+	}
+	return pool, err
+}
+
+func open(ctx context.Context, src Source, maxConns int32) (*pgxpool.Pool, error) {
+	cs, err := src.connString()
 	if err != nil {
-		return nil, fmt.Errorf("postgres: invalid connection URL: %w", err)
+		return nil, err
+	}
+	cfg, err := pgxpool.ParseConfig(cs)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: invalid connection string: %s", parseReason(err))
 	}
 	for k, v := range mapping.SessionSettings {
 		cfg.ConnConfig.RuntimeParams[k] = v
@@ -31,6 +48,16 @@ func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error
 	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
+	}
+	if src.Password != nil {
+		cfg.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
+			pw, err := src.Password(ctx, false)
+			if err != nil {
+				return fmt.Errorf("postgres: the connection's password: %w", err)
+			}
+			cc.Password = pw
+			return nil
+		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -43,17 +70,31 @@ func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error
 	return pool, nil
 }
 
-// ConnectReplication opens a logical replication connection (replication=database).
-func ConnectReplication(ctx context.Context, url string) (*pgconn.PgConn, error) {
-	cfg, err := pgconn.ParseConfig(url)
+// ConnectReplication opens a logical replication connection (replication=database),
+// reading the password anew and trying once more when the first is refused.
+func ConnectReplication(ctx context.Context, src Source) (*pgconn.PgConn, error) {
+	conn, err := connectReplication(ctx, src, false)
+	if err != nil && src.Password != nil && IsAuthFailure(err) {
+		conn, err = connectReplication(ctx, src, true)
+	}
+	return conn, err
+}
+
+func connectReplication(ctx context.Context, src Source, refresh bool) (*pgconn.PgConn, error) {
+	cfg, err := src.parse()
 	if err != nil {
-		return nil, fmt.Errorf("postgres: invalid connection URL: %w", err)
+		return nil, err
 	}
 	for k, v := range mapping.SessionSettings {
 		cfg.RuntimeParams[k] = v
 	}
 	cfg.RuntimeParams["replication"] = "database"
 	cfg.RuntimeParams["application_name"] = "tandem-streamer"
+	if src.Password != nil {
+		if cfg.Password, err = src.Password(ctx, refresh); err != nil {
+			return nil, fmt.Errorf("postgres: the replication connection's password: %w", err)
+		}
+	}
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: replication connection: %w", err)

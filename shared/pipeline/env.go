@@ -27,7 +27,10 @@ import (
 // Env is what every handler uses: configuration and clients, created once per process
 // (a Lambda container reuses them across invocations).
 type Env struct {
-	Config  *config.Config
+	Config *config.Config
+	// Source is how to connect to the source database (the streamer's replication
+	// connection uses it too).
+	Source  pg.Source
 	PG      *pgxpool.Pool
 	DB      *dynamodb.Client
 	Control *control.Store
@@ -48,27 +51,29 @@ func NewEnv(ctx context.Context) (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("aws config: %w", err)
 	}
-	if cfg.PostgresURL == "" {
-		if cfg.PostgresURL, err = postgresURLFromSecret(ctx, awsCfg, cfg.PostgresSecretARN); err != nil {
-			return nil, err
-		}
+	src, err := SourceFor(ctx, cfg, awsCfg)
+	if err != nil {
+		return nil, err
 	}
 	db := ddb.FromConfig(awsCfg)
-	pool, err := pg.Open(ctx, cfg.PostgresURL, int32(cfg.SnapshotWriters)+2)
+	pool, err := pg.Open(ctx, src, int32(cfg.SnapshotWriters)+2)
 	if err != nil {
 		return nil, err
 	}
 	env := FromParts(cfg, pool, db, NewLogger())
+	env.Source = src
 	if os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" {
 		env.Metrics = os.Stdout // outside Lambda, stdout carries the handler's JSON result
 	}
 	return env, nil
 }
 
-// FromParts assembles an Env from existing clients (tests, the streamer).
+// FromParts assembles an Env from existing clients (tests, the benchmarks); its Source is
+// cfg's URL and TLS settings.
 func FromParts(cfg *config.Config, pool *pgxpool.Pool, db *dynamodb.Client, log *slog.Logger) *Env {
 	return &Env{
 		Config:  cfg,
+		Source:  pg.Source{URL: cfg.PostgresURL, SSLMode: cfg.PostgresSSLMode, SSLRootCert: cfg.PostgresSSLRootCert},
 		PG:      pool,
 		DB:      db,
 		Control: control.New(db, cfg.ControlTable),

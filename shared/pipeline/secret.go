@@ -7,10 +7,120 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/rds/auth"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"tandem/shared/config"
+	"tandem/shared/pg"
 )
+
+// secretMaxAge is how long a password read from the database secret is used for new
+// connections before the secret is read again: a rotation then costs at most one refused
+// connection, retried with the new password (pg.Open, pg.ConnectReplication).
+const secretMaxAge = time.Minute
+
+// SourceFor is how cfg says to connect to the source database: its URL (or the database
+// secret's), TLS mode and CA bundle, and the passwords of new connections (an IAM token
+// per connection, or the secret's password, read again after a rotation). Nothing of it
+// holds a password that a log line or an error could print, except Source.URL when the
+// configuration itself carries one.
+func SourceFor(ctx context.Context, cfg *config.Config, awsCfg aws.Config) (pg.Source, error) {
+	src := pg.Source{URL: cfg.PostgresURL, SSLMode: cfg.PostgresSSLMode, SSLRootCert: cfg.PostgresSSLRootCert}
+	if src.URL == "" {
+		secret := &secretPassword{read: func(ctx context.Context) (string, error) {
+			return postgresURLFromSecret(ctx, awsCfg, cfg.PostgresSecretARN)
+		}}
+		full, err := secret.refresh(ctx)
+		if err != nil {
+			return src, err
+		}
+		src.URL = withoutPassword(full)
+		src.Password = secret.password
+	}
+	if cfg.PostgresIAMAuth {
+		pc, err := pgconn.ParseConfig(src.URL)
+		if err != nil {
+			return src, fmt.Errorf("postgres_iam_auth: the connection string does not parse")
+		}
+		if awsCfg.Region == "" {
+			return src, fmt.Errorf("postgres_iam_auth: no AWS region is configured to sign the IAM token with")
+		}
+		endpoint := fmt.Sprintf("%s:%d", pc.Host, pc.Port)
+		user := pc.User
+		src.Password = func(ctx context.Context, _ bool) (string, error) {
+			// A token is valid for 15 minutes and only needed to log in: one per connection
+			// is always fresh.
+			token, err := auth.BuildAuthToken(ctx, endpoint, awsCfg.Region, user, awsCfg.Credentials)
+			if err != nil {
+				return "", fmt.Errorf("making the IAM authentication token for %s@%s: %w", user, endpoint, err)
+			}
+			return token, nil
+		}
+	}
+	return src, nil
+}
+
+// secretPassword is the password of the database secret, read again when it is older
+// than secretMaxAge or a connection was refused.
+type secretPassword struct {
+	read func(ctx context.Context) (string, error)
+	mu   struct {
+		sync.Mutex
+		password string
+		readAt   time.Time
+	}
+}
+
+func (s *secretPassword) password(ctx context.Context, refresh bool) (string, error) {
+	s.mu.Lock()
+	pw, age := s.mu.password, time.Since(s.mu.readAt)
+	s.mu.Unlock()
+	if !refresh && age < secretMaxAge {
+		return pw, nil
+	}
+	full, err := s.refresh(ctx)
+	if err != nil {
+		return "", err
+	}
+	return passwordOf(full), nil
+}
+
+// refresh reads the secret and returns its connection URL.
+func (s *secretPassword) refresh(ctx context.Context) (string, error) {
+	full, err := s.read(ctx)
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	s.mu.password, s.mu.readAt = passwordOf(full), time.Now()
+	s.mu.Unlock()
+	return full, nil
+}
+
+// passwordOf is the password of a connection string ("" when it has none).
+func passwordOf(connString string) string {
+	pc, err := pgconn.ParseConfig(connString)
+	if err != nil {
+		return ""
+	}
+	return pc.Password
+}
+
+// withoutPassword is a postgres:// URL without its password (other forms are returned as
+// they are: the secret's URL is built as a postgres:// URL or given as one).
+func withoutPassword(connString string) string {
+	u, err := url.Parse(connString)
+	if err != nil || u.User == nil {
+		return connString
+	}
+	u.User = url.User(u.User.Username())
+	return u.String()
+}
 
 // postgresURLFromSecret reads the database connection from Secrets Manager: either a URL
 // string, or the JSON secret RDS manages (host, port, username, password, dbname).
@@ -32,7 +142,8 @@ func postgresURLFromSecret(ctx context.Context, cfg aws.Config, arn string) (str
 		URL      string          `json:"url"`
 	}
 	if err := json.Unmarshal([]byte(value), &s); err != nil {
-		return "", fmt.Errorf("database secret %s is neither a postgres:// URL nor JSON with host, port, username, password, dbname: %w", arn, err)
+		// Not the JSON error: it quotes the secret.
+		return "", fmt.Errorf("database secret %s is neither a postgres:// URL nor JSON with host, port, username, password, dbname", arn)
 	}
 	if s.URL != "" {
 		return s.URL, nil

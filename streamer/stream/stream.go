@@ -274,7 +274,7 @@ func (s *Streamer) session(ctx context.Context) error {
 	if _, _, err := s.Env.EnsureSlot(ctx, false); err != nil {
 		return classify(err)
 	}
-	conn, err := pg.ConnectReplication(ctx, cfg.PostgresURL)
+	conn, err := pg.ConnectReplication(ctx, s.Env.Source)
 	if err != nil {
 		return err
 	}

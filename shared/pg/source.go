@@ -1,0 +1,128 @@
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Source is how Tandem connects to the source database: the connection string, the TLS
+// mode, and where each new connection's password comes from.
+type Source struct {
+	// URL is a libpq/pgx connection string (a postgres:// URL or keyword=value pairs).
+	URL string
+	// SSLMode and SSLRootCert, when set, replace the connection string's sslmode and
+	// sslrootcert (libpq's meanings: verify-full checks the server's certificate against
+	// the CA bundle SSLRootCert and its host name; require and stronger never fall back to
+	// plain text).
+	SSLMode, SSLRootCert string
+	// Password, when set, gives every new connection its password, replacing the
+	// connection string's: an IAM token made for that connection, or the database
+	// secret's password. After an authentication failure it is called again with refresh
+	// set, so that a rotated secret is read anew before Tandem gives up.
+	Password func(ctx context.Context, refresh bool) (string, error)
+}
+
+// SSLModes are the TLS modes a Source takes, weakest first.
+var SSLModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+
+// connString is s.URL with s's TLS settings applied.
+func (s Source) connString() (string, error) {
+	if s.SSLMode == "" && s.SSLRootCert == "" {
+		return s.URL, nil
+	}
+	set := map[string]string{}
+	if s.SSLMode != "" {
+		set["sslmode"] = s.SSLMode
+	}
+	if s.SSLRootCert != "" {
+		set["sslrootcert"] = s.SSLRootCert
+	}
+	if strings.HasPrefix(s.URL, "postgres://") || strings.HasPrefix(s.URL, "postgresql://") {
+		u, err := url.Parse(s.URL)
+		if err != nil {
+			return "", fmt.Errorf("postgres: invalid connection URL: %s", redactedURLError(err))
+		}
+		q := u.Query()
+		for k, v := range set {
+			q.Set(k, v)
+		}
+		u.RawQuery = q.Encode()
+		return u.String(), nil
+	}
+	// keyword=value: a later setting of a keyword wins.
+	out := s.URL
+	for _, k := range []string{"sslmode", "sslrootcert"} {
+		if v, ok := set[k]; ok {
+			out += " " + k + "='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+		}
+	}
+	return out, nil
+}
+
+// redactedURLError keeps a URL parse error's reason without the URL, which may hold a
+// password.
+func redactedURLError(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return "malformed"
+}
+
+// parse is pgconn.ParseConfig of s's connection string. A parse error never repeats the
+// string: it may hold a password.
+func (s Source) parse() (*pgconn.Config, error) {
+	cs, err := s.connString()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := pgconn.ParseConfig(cs)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: invalid connection string: %s", parseReason(err))
+	}
+	return cfg, nil
+}
+
+// parseReason is the reason of a pgconn parse error, without the connection string.
+func parseReason(err error) string {
+	var pe *pgconn.ParseConfigError
+	if errors.As(err, &pe) {
+		if pe.Unwrap() != nil {
+			return pe.Unwrap().Error()
+		}
+		return strings.TrimPrefix(pe.Error(), "cannot parse `"+pe.ConnString+"`: ")
+	}
+	return "malformed"
+}
+
+// IsAuthFailure reports whether err is the server refusing the connection's credentials
+// (a wrong or rotated password, an expired IAM token).
+func IsAuthFailure(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "28P01" || pe.Code == "28000")
+}
+
+// TLSMode is the sslmode a connection made from s uses (pgx's default, prefer, when
+// nothing sets one).
+func (s Source) TLSMode() string {
+	if s.SSLMode != "" {
+		return s.SSLMode
+	}
+	if strings.HasPrefix(s.URL, "postgres://") || strings.HasPrefix(s.URL, "postgresql://") {
+		if u, err := url.Parse(s.URL); err == nil && u.Query().Get("sslmode") != "" {
+			return u.Query().Get("sslmode")
+		}
+		return "prefer"
+	}
+	for _, f := range strings.Fields(s.URL) {
+		if v, ok := strings.CutPrefix(f, "sslmode="); ok {
+			return strings.Trim(v, "'")
+		}
+	}
+	return "prefer"
+}
