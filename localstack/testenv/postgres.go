@@ -46,6 +46,9 @@ type PostgresOptions struct {
 	// the server only (a TLS key must be): ExtraConf names them relative to it
 	// (ssl_cert_file = 'server.crt').
 	Files map[string][]byte
+	// HBA lines come first in pg_hba.conf, before initdb's trust-everyone lines: e.g.
+	// "host all rotated 127.0.0.1/32 scram-sha-256" makes one role log in by password.
+	HBA []string
 }
 
 const pgTimeout = 60 * time.Second
@@ -83,6 +86,21 @@ func (p *Postgres) setUp(opts PostgresOptions) error {
 	}
 	if err := p.writeConf(opts); err != nil {
 		return err
+	}
+	if len(opts.HBA) > 0 {
+		hba := filepath.Join(p.dataDir(), "pg_hba.conf")
+		old, err := os.ReadFile(hba)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(hba, []byte(strings.Join(opts.HBA, "\n")+"\n"+string(old)), 0o600); err != nil {
+			return err
+		}
+		if p.cred != nil {
+			if err := os.Chown(hba, int(p.cred.Uid), int(p.cred.Gid)); err != nil {
+				return err
+			}
+		}
 	}
 	for name, content := range opts.Files {
 		path := filepath.Join(p.dataDir(), name)
