@@ -12,7 +12,7 @@ import (
 
 func load(t *testing.T, env map[string]string, file string) (*Config, error) {
 	t.Helper()
-	for _, k := range []string{"TANDEM_CONFIG_FILE", "TANDEM_PG_URL", "TANDEM_PG_SECRET_ARN", "TANDEM_TABLES", "TANDEM_CHUNK_SIZE", "TANDEM_CREATE_TABLES", "TANDEM_TOMBSTONE_TTL", "TANDEM_SLOT", "TANDEM_WARM_READ_UNITS", "TANDEM_WARM_WRITE_UNITS"} {
+	for _, k := range []string{"TANDEM_CONFIG_FILE", "TANDEM_PG_URL", "TANDEM_PG_SECRET_ARN", "TANDEM_PG_SSLMODE", "TANDEM_PG_SSLROOTCERT", "TANDEM_PG_IAM_AUTH", "TANDEM_TABLES", "TANDEM_CHUNK_SIZE", "TANDEM_CREATE_TABLES", "TANDEM_TOMBSTONE_TTL", "TANDEM_SLOT", "TANDEM_WARM_READ_UNITS", "TANDEM_WARM_WRITE_UNITS"} {
 		t.Setenv(k, "")
 	}
 	if file != "" {
@@ -110,6 +110,9 @@ func TestValidationErrorsNameTheSetting(t *testing.T) {
 		{map[string]string{"TANDEM_PG_URL": "x", "TANDEM_WARM_WRITE_UNITS": "0"}, "", []string{"TANDEM_WARM_WRITE_UNITS", "positive"}},
 		{map[string]string{"TANDEM_PG_URL": "x"}, `{"warm_read_units_per_second": -5}`, []string{"warm_read_units_per_second", "positive"}},
 		{map[string]string{"TANDEM_PG_URL": "x"}, `{"max_sweep_segments": -1}`, []string{"max_sweep_segments"}},
+		{map[string]string{"TANDEM_PG_URL": "x", "TANDEM_PG_SSLMODE": "verify"}, "", []string{"postgres_sslmode (TANDEM_PG_SSLMODE)", `"verify"`, "verify-full"}},
+		{map[string]string{"TANDEM_PG_URL": "x", "TANDEM_PG_IAM_AUTH": "yes please"}, "", []string{"TANDEM_PG_IAM_AUTH"}},
+		{map[string]string{"TANDEM_PG_URL": "x", "TANDEM_PG_IAM_AUTH": "true", "TANDEM_PG_SSLMODE": "prefer"}, "", []string{"postgres_iam_auth", "require, verify-ca or verify-full"}},
 	}
 	for _, c := range cases {
 		_, err := load(t, c.env, c.file)
