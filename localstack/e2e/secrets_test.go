@@ -1,0 +1,96 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+)
+
+// TestNoSecretInOutput runs the real binaries (plan, snapshot, the streamer, finalize,
+// status) with a connection URL holding a known password, and connection failures with
+// it, and asserts that the password appears nowhere: not in their output (logs, errors,
+// metrics, results), the control table or the target.
+func TestNoSecretInOutput(t *testing.T) {
+	f := newFixture(t, `CREATE TABLE accounts (id int PRIMARY KEY, owner text);
+		INSERT INTO accounts SELECT g, 'owner ' || g FROM generate_series(1, 50) g;`, nil)
+	const password = "Known-Pa55word-7f3c9e"
+	role := "leaky_" + f.name
+	f.exec(fmt.Sprintf("CREATE ROLE %s LOGIN SUPERUSER PASSWORD '%s'", role, password))
+	port := strings.TrimPrefix(strings.Split(strings.Split(f.url, "@")[1], "/")[0], "127.0.0.1:")
+	f.cfg.PostgresURL = fmt.Sprintf("postgres://%s:%s@127.0.0.1:%s/%s?sslmode=disable", role, password, port, f.name)
+
+	var outputs []string
+	run := func(pkg string, args ...string) string {
+		t.Helper()
+		cmd, out := f.process(pkg, args...)
+		err := cmd.Wait()
+		outputs = append(outputs, pkg+": "+out.String())
+		if err != nil {
+			t.Logf("%s %v: %v\n%s", pkg, args, err, out)
+		}
+		return out.String()
+	}
+	if out := run("tandem/functions/plan", "{}"); !strings.Contains(out, "public.accounts") {
+		t.Fatalf("plan did not plan the table:\n%s", out)
+	}
+	run("tandem/functions/snapshot", `{"table":"public.accounts"}`)
+	streamer, streamed := f.process("tandem/streamer")
+	time.Sleep(2 * time.Second)
+	f.exec("UPDATE accounts SET owner = 'changed' WHERE id <= 10")
+	f.waitCaughtUp()
+	_ = streamer.Process.Signal(syscall.SIGTERM)
+	_ = streamer.Wait()
+	outputs = append(outputs, "streamer: "+streamed.String())
+	run("tandem/functions/finalize", `{"table":"public.accounts"}`)
+	run("tandem/functions/status", "{}")
+
+	// Connection failures: nothing listens on the port; the URL does not parse.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	for _, url := range []string{
+		fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", role, password, closed, f.name),
+		fmt.Sprintf("postgres://%s:%s@127.0.0.1:notaport/%s", role, password, f.name),
+		fmt.Sprintf("host=127.0.0.1 port=%s user=%s password=%s dbname=%s sslmode=bogus", port, role, password, f.name),
+	} {
+		f.cfg.PostgresURL = url
+		if out := run("tandem/functions/plan", "{}"); !strings.Contains(out, "postgres") {
+			t.Errorf("a failed connection's error does not say what failed:\n%s", out)
+		}
+	}
+
+	for _, out := range outputs {
+		if strings.Contains(out, password) {
+			t.Errorf("the password appears in the output of %s", out)
+		}
+	}
+	for _, table := range []string{f.cfg.ControlTable, f.table("public.accounts").Target} {
+		p := dynamodb.NewScanPaginator(f.db, &dynamodb.ScanInput{TableName: aws.String(table)})
+		items := 0
+		for p.HasMorePages() {
+			page, err := p.NextPage(f.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, item := range page.Items {
+				items++
+				if bytes.Contains([]byte(fmt.Sprint(item)), []byte(password)) {
+					t.Errorf("the password is stored in %s: %v", table, item)
+				}
+			}
+		}
+		if items == 0 {
+			t.Errorf("%s is empty: the run did not write it", table)
+		}
+	}
+}
