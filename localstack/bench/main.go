@@ -27,7 +27,7 @@ import (
 
 // sizes are the dataset sizes of one run.
 type sizes struct {
-	rawOps        int // PutItems of one raw-ceiling measurement
+	rawOps        int // PutItems of the range speedup's raw-ceiling measurement (×4); the write-efficiency references write as many items as the figure they are compared with
 	snapshotRows  int // rows of the write-efficiency snapshot
 	streamChanges int // changes of the write-efficiency stream
 	tableRows     int // rows of each of the 4 tables of concurrent vs snapshot-then-stream
