@@ -4,7 +4,7 @@ GO ?= go
 FUNCTIONS := plan snapshot finalize status
 BUILD := .build
 
-.PHONY: all build test test-long soak bench bench-scale lint fmt demo image up status down clean $(addprefix build-,$(FUNCTIONS))
+.PHONY: ca-bundle all build test test-long soak bench bench-scale lint fmt demo image up status down clean $(addprefix build-,$(FUNCTIONS))
 
 all: build
 
@@ -27,13 +27,32 @@ $(BUILD)/tandem:
 	@mkdir -p $(BUILD)
 	@CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./cmd/tandem
 
-## SAM's `BuildMethod: makefile` runs these (sam build), with ARTIFACTS_DIR set.
-build-PlanFunction build-SnapshotFunction build-FinalizeFunction build-StatusFunction: build-%Function:
+## SAM's `BuildMethod: makefile` runs these (sam build), with ARTIFACTS_DIR set. Each
+## function's package carries the CA bundle (ca.pem) its connections verify the database with.
+build-PlanFunction build-SnapshotFunction build-FinalizeFunction build-StatusFunction: build-%Function: ca-bundle
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -tags lambda.norpc -ldflags='-s -w' \
 		-o $(ARTIFACTS_DIR)/bootstrap ./functions/$(shell echo $* | tr A-Z a-z)
+	cp $(DB_CA_BUNDLE) $(ARTIFACTS_DIR)/ca.pem
+
+## ca-bundle: the CA bundle the deployed stack verifies PostgreSQL's certificate with
+## (DatabaseSSLMode verify-full, the default). By default AWS's RDS/Aurora global bundle,
+## downloaded on your machine from $(RDS_CA_URL) and checked against the SHA-256 pinned in
+## infra/rds-ca.sha256 (the first download records it: compare it with what AWS publishes,
+## then commit it). Or your own PEM bundle: DB_CA_BUNDLE=path/to/bundle.pem (not pinned).
+RDS_CA_URL := https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem
+DB_CA_BUNDLE ?= infra/rds-ca.pem
+ca-bundle:
+	@if [ "$(DB_CA_BUNDLE)" = infra/rds-ca.pem ]; then \
+		if [ ! -s infra/rds-ca.pem ]; then curl -fsSL --proto '=https' --tlsv1.2 $(RDS_CA_URL) -o infra/rds-ca.pem.tmp && mv infra/rds-ca.pem.tmp infra/rds-ca.pem \
+			|| { rm -f infra/rds-ca.pem.tmp; echo "ca-bundle: cannot download $(RDS_CA_URL); download it yourself to infra/rds-ca.pem, or set DB_CA_BUNDLE"; exit 1; }; fi; \
+		if [ -s infra/rds-ca.sha256 ]; then (cd infra && sha256sum --quiet -c rds-ca.sha256) || { echo "infra/rds-ca.pem does not match the checksum pinned in infra/rds-ca.sha256"; exit 1; }; \
+		else (cd infra && sha256sum rds-ca.pem > rds-ca.sha256); echo "ca-bundle: recorded the SHA-256 of the bundle in infra/rds-ca.sha256 ($$(cut -c1-16 infra/rds-ca.sha256)...): check it against AWS's, then commit it"; fi; \
+	elif [ ! -s "$(DB_CA_BUNDLE)" ]; then echo "ca-bundle: DB_CA_BUNDLE=$(DB_CA_BUNDLE) is not a file"; exit 1; fi
+	@grep -q 'BEGIN CERTIFICATE' $(DB_CA_BUNDLE) || { echo "ca-bundle: $(DB_CA_BUNDLE) holds no PEM certificate"; exit 1; }
 
 ## image: the streamer's arm64 container image (needs a docker engine with buildx).
-image:
+image: ca-bundle
+	mkdir -p $(BUILD) && cp $(DB_CA_BUNDLE) $(BUILD)/ca.pem
 	docker buildx build --platform linux/arm64 -f infra/Dockerfile -t tandem-streamer --load .
 
 ## test: everything CI runs — vet, unit tests and the end-to-end tests against a real
