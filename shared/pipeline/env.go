@@ -48,10 +48,8 @@ func NewEnv(ctx context.Context) (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("aws config: %w", err)
 	}
-	if cfg.PostgresURL == "" {
-		if cfg.PostgresURL, err = postgresURLFromSecret(ctx, awsCfg, cfg.PostgresSecretARN); err != nil {
-			return nil, err
-		}
+	if cfg.PostgresURL, err = PostgresURL(ctx, awsCfg, cfg); err != nil {
+		return nil, err
 	}
 	db := ddb.FromConfig(awsCfg)
 	pool, err := pg.Open(ctx, cfg.PostgresURL, int32(cfg.SnapshotWriters)+2)

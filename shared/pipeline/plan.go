@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"tandem/shared/control"
+	"tandem/shared/fault"
 	"tandem/shared/pg"
 	"tandem/shared/schema"
 	"tandem/shared/target"
@@ -109,6 +110,12 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 		if err != nil {
 			problems = append(problems, err)
 			continue
+		}
+		if _, err := target.CheckKeySchema(ctx, e.DB, t); fault.IsFatal(err) {
+			problems = append(problems, err)
+			continue
+		} else if err != nil {
+			return out, err
 		}
 		st, found, err := e.Control.Table(ctx, source)
 		if err != nil {

@@ -10,7 +10,18 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"tandem/shared/config"
 )
+
+// PostgresURL is the configured connection URL: postgres_url, or the one read from the
+// postgres_secret_arn secret. The tandem command connects as the handlers do.
+func PostgresURL(ctx context.Context, awsCfg aws.Config, cfg *config.Config) (string, error) {
+	if cfg.PostgresURL != "" {
+		return cfg.PostgresURL, nil
+	}
+	return postgresURLFromSecret(ctx, awsCfg, cfg.PostgresSecretARN)
+}
 
 // postgresURLFromSecret reads the database connection from Secrets Manager: either a URL
 // string, or the JSON secret RDS manages (host, port, username, password, dbname).
