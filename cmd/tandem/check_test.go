@@ -15,8 +15,8 @@ import (
 	"tandem/localstack/testenv"
 	"tandem/shared/config"
 	"tandem/shared/ddb"
-	"tandem/shared/pipeline"
 	"tandem/shared/pg"
+	"tandem/shared/pipeline"
 	"tandem/shared/preflight"
 )
 
