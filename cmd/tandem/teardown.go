@@ -10,10 +10,11 @@ import (
 	"os"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"tandem/shared/config"
-	"tandem/shared/ddb"
 	"tandem/shared/pg"
 	"tandem/shared/pipeline"
 	"tandem/shared/teardown"
@@ -75,7 +76,13 @@ func runTeardown(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return exitCantRun
 	}
 	defer pool.Close()
-	o := teardown.Options{Config: cfg, PG: pool, DB: ddb.FromConfig(awsCfg), DeleteTables: *deleteTables, Force: *force}
+	// A client that gives up soon: without --delete-tables DynamoDB only says who created
+	// the publication, and an unreachable one (a stand-in already stopped) must not hold
+	// up dropping the slot for minutes.
+	db := dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.MaxAttempts = 3 })
+	})
+	o := teardown.Options{Config: cfg, PG: pool, DB: db, DeleteTables: *deleteTables, Force: *force}
 	plan, err := teardown.Inspect(ctx, o)
 	if errors.Is(err, teardown.ErrSlotActive) {
 		fmt.Fprintln(stderr, "tandem teardown:", err)

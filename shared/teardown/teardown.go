@@ -136,6 +136,8 @@ func (p *Plan) publication(ctx context.Context, o Options) (Object, error) {
 	switch {
 	case errors.As(err, &notFound):
 		obj.Note = "no control table records who created it; it is the configured publication"
+	case err != nil && !o.DeleteTables:
+		obj.Note = "DynamoDB does not answer, so who created it is unknown; it is the configured publication"
 	case err != nil:
 		return obj, err
 	case !found || !rec.CreatedByTandem || rec.Publication != name:
