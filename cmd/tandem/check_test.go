@@ -250,6 +250,10 @@ func TestCheckTargetKeySchema(t *testing.T) {
 	}
 	wantFinding(t, r, "FAIL", "table public.orders", "target table "+f.name+"_orders exists with key schema (id S HASH)", "the item key (id) needs (id N HASH)")
 	wantFinding(t, r, "OK", "table public.notes", "target "+f.name+"_notes exists with the matching key schema")
+	// Plan refuses it with the same message, before it records anything.
+	if _, err := f.pipelineEnv().Plan(f.ctx, pipeline.PlanInput{}); err == nil || !strings.Contains(err.Error(), "target table "+f.name+"_orders exists with key schema (id S HASH)") {
+		t.Errorf("plan with a mismatched target: %v", err)
+	}
 }
 
 // TestCheckWALLevel: wal_level is per cluster, so this one runs against a second

@@ -111,12 +111,6 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 			problems = append(problems, err)
 			continue
 		}
-		if _, err := target.CheckKeySchema(ctx, e.DB, t); fault.IsFatal(err) {
-			problems = append(problems, err)
-			continue
-		} else if err != nil {
-			return out, err
-		}
 		st, found, err := e.Control.Table(ctx, source)
 		if err != nil {
 			return out, err
@@ -127,6 +121,13 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 				problems = append(problems, err)
 				continue
 			}
+		}
+		// After Drift, whose refusal of a changed key says more than a key schema mismatch.
+		if _, err := target.CheckKeySchema(ctx, e.DB, t); fault.IsFatal(err) {
+			problems = append(problems, err)
+			continue
+		} else if err != nil {
+			return out, err
 		}
 		tables = append(tables, planned{t, drift})
 	}

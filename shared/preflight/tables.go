@@ -111,6 +111,22 @@ func (c *checker) checkTable(ctx context.Context, id ident.Table) {
 	if !*c.cfg.CreateTables {
 		targetNote = "target " + t.Target + ": must exist (create_tables is false)"
 	}
+	recorded := ""
+	if c.control {
+		st, found, err := c.env.Control.Table(ctx, t.Source())
+		if err == nil && found {
+			var drift string
+			if drift, err = pipeline.Drift(st, t); err == nil && drift != "" {
+				recorded = "; plan snapshots it again: " + drift
+			} else if err == nil && st.State != control.Removed {
+				recorded = "; recorded " + st.State
+			}
+		}
+		if err != nil {
+			c.r.add(Fail, subject, err.Error())
+			return
+		}
+	}
 	if c.dbOK {
 		exists, err := target.CheckKeySchema(ctx, c.db, t)
 		if err != nil {
@@ -124,23 +140,8 @@ func (c *checker) checkTable(ctx context.Context, id ident.Table) {
 			return
 		}
 	}
-	if c.control {
-		st, found, err := c.env.Control.Table(ctx, t.Source())
-		if err == nil && found {
-			var drift string
-			if drift, err = pipeline.Drift(st, t); err == nil && drift != "" {
-				targetNote += "; plan snapshots it again: " + drift
-			} else if err == nil && st.State != control.Removed {
-				targetNote += "; recorded " + st.State
-			}
-		}
-		if err != nil {
-			c.r.add(Fail, subject, err.Error())
-			return
-		}
-	}
 	c.r.add(OK, subject, fmt.Sprintf("key (%s), replica identity %s; %d columns, all mappable; %s; %s",
-		strings.Join(pipeline.KeyNames(t), ", "), identityText(t), len(t.Columns), rows(t), targetNote))
+		strings.Join(pipeline.KeyNames(t), ", "), identityText(t), len(t.Columns), rows(t), targetNote+recorded))
 }
 
 func identityText(t *schema.Table) string {
