@@ -98,17 +98,26 @@ demo:
 	$(GO) run ./localstack/demo
 
 ## up: the local pipeline against your own database, left running for inspection:
-##   make up PG_URL=postgres://user:pass@host:5432/db [TABLES=public.a,public.b]
-up:
-	@test -n "$(PG_URL)" || { echo "usage: make up PG_URL=postgres://... [TABLES=schema.table,...]"; exit 2; }
+##   make up PG_URL=postgres://user:pass@host:5432/db [TABLES=public.a,public.b] [CONFIG=tandem.json]
+## CONFIG is a Tandem configuration file (tables with key_columns and targets, table_prefix,
+## slot, publication, ...; postgres_url may replace PG_URL). `tandem check` runs first and
+## stops on a blocker; then up waits for the plan and fails with plan's message.
+## It writes .standin/tandem.json, the tandem command's configuration for this stack.
+up: $(BUILD)/tandem
+	@test -n "$(PG_URL)$(CONFIG)" || { echo "usage: make up PG_URL=postgres://... [TABLES=schema.table,...] [CONFIG=tandem.json]"; exit 2; }
 	@if [ -f .standin/pid ] && kill -0 $$(cat .standin/pid) 2>/dev/null; then echo "already up (pid $$(cat .standin/pid)); make down first"; exit 1; fi
-	@mkdir -p .standin && rm -f .standin/up.json
+	@echo "tandem check (against the database; DynamoDB is the stand-in, started next):"
+	@env $$(env | sed -n 's/^\(TANDEM_[A-Z_]*\)=.*/-u \1/p') \
+		$(if $(CONFIG),TANDEM_CONFIG_FILE='$(CONFIG)') $(if $(PG_URL),TANDEM_PG_URL='$(PG_URL)') $(if $(TABLES),TANDEM_TABLES='$(TABLES)') \
+		$(if $(CONFIG),,TANDEM_TABLE_PREFIX=tandem-) \
+		$(BUILD)/tandem check --no-dynamodb || { echo "make up: tandem check found a blocker (FAIL above); nothing was started"; exit 1; }
+	@mkdir -p .standin && rm -f .standin/up.json .standin/drop-slot
 	$(GO) build -o $(BUILD)/up ./localstack/up
-	@nohup $(BUILD)/up --pg-url '$(PG_URL)' --tables '$(TABLES)' --state .standin > .standin/up.log 2>&1 & echo $$! > .standin/pid
+	@nohup $(BUILD)/up --pg-url '$(PG_URL)' --tables '$(TABLES)' --config '$(CONFIG)' --state .standin > .standin/up.log 2>&1 & echo $$! > .standin/pid
 	@for i in $$(seq 1 300); do \
 		if [ -f .standin/up.json ]; then cat .standin/up.json; echo; \
 			echo "Endpoint http://127.0.0.1:4566 (AWS_ENDPOINT_URL). Status: make status. Stop: make down."; exit 0; fi; \
-		if ! kill -0 $$(cat .standin/pid) 2>/dev/null; then cat .standin/up.log; rm -f .standin/pid; exit 1; fi; sleep 1; done; \
+		if ! kill -0 $$(cat .standin/pid) 2>/dev/null; then cat .standin/up.log; rm -f .standin/pid; echo "make up failed (log: .standin/up.log)"; exit 1; fi; sleep 1; done; \
 	echo "up did not finish within 300 s; stopping it (see .standin/up.log)"; $(MAKE) --no-print-directory down; exit 1
 
 ## status: per-table progress and the streamer's lag, from the deployed status function.
@@ -117,9 +126,13 @@ status:
 		aws --endpoint-url http://127.0.0.1:4566 lambda invoke --payload '{}' $$(aws --version 2>&1 | grep -q '^aws-cli/2' && echo --cli-binary-format raw-in-base64-out) --function-name \
 		$$(python3 -c "import json;print(json.load(open('.standin/up.json'))['stack']['StatusFunctionName'])") /dev/stdout | head -c 20000; echo
 
-## down: stop what make up started.
+## down: stop what make up started. The replication slot stays (it retains WAL on the
+## database: down says how much); make down DROP_SLOT=1 drops it and the publication.
 down:
-	@if [ -f .standin/pid ]; then pid=$$(cat .standin/pid); kill -TERM $$pid 2>/dev/null || true; \
+	@if [ -f .standin/pid ]; then pid=$$(cat .standin/pid); \
+		if [ -n "$(DROP_SLOT)" ] && [ "$(DROP_SLOT)" != 0 ]; then touch .standin/drop-slot; fi; \
+		kill -TERM $$pid 2>/dev/null || true; \
 		for i in $$(seq 1 60); do kill -0 $$pid 2>/dev/null || break; sleep 1; done; \
-		kill -KILL $$pid 2>/dev/null || true; rm -f .standin/pid; fi
+		kill -KILL $$pid 2>/dev/null || true; rm -f .standin/pid .standin/drop-slot; \
+		if [ -f .standin/down.log ]; then cat .standin/down.log; fi; fi
 	@echo "stopped"

@@ -45,6 +45,9 @@ type Options struct {
 	// MaxWorkers per Lambda function; default 8.
 	MaxWorkers int
 	Log        *slog.Logger
+	// Env is added to every Lambda function's environment, as what a real deployment
+	// builds into the functions (make up: TANDEM_CONFIG_FILE, a config file on this machine).
+	Env []string
 }
 
 // StandIn is a running local AWS endpoint.
@@ -96,7 +99,7 @@ func Start(o Options) (*StandIn, error) {
 	}
 	motoURL, _ := url.Parse("http://127.0.0.1:" + strconv.Itoa(motoPort))
 	s.gateway = &Gateway{Moto: motoURL, CodeBucket: "tandem-artifacts", WorkDir: filepath.Join(o.Dir, "lambda"),
-		Env: s.EnvVars(), MaxWorkers: o.MaxWorkers, Log: o.Log}
+		Env: append(s.EnvVars(), o.Env...), MaxWorkers: o.MaxWorkers, Log: o.Log}
 	if err := os.MkdirAll(s.gateway.WorkDir, 0o755); err != nil {
 		s.Stop()
 		return nil, err

@@ -15,13 +15,38 @@ import (
 // CheckServer verifies what logical replication needs before anything is created, so a
 // misconfigured server fails with the fix rather than a protocol error.
 func CheckServer(ctx context.Context, q Querier) error {
+	walLevel, err := WALLevel(ctx, q)
+	if err != nil {
+		return err
+	}
+	if err := CheckWALLevel(walLevel); err != nil {
+		return err
+	}
+	return CheckReplicationRole(ctx, q)
+}
+
+// WALLevel reads the server's wal_level setting.
+func WALLevel(ctx context.Context, q Querier) (string, error) {
 	var walLevel string
 	if err := q.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
-		return fmt.Errorf("postgres: reading wal_level: %w", err)
+		return "", fmt.Errorf("postgres: reading wal_level: %w", err)
 	}
+	return walLevel, nil
+}
+
+// CheckWALLevel refuses a wal_level other than logical, saying how to change it. It takes
+// the setting rather than reading it because wal_level is per cluster: tests give it values
+// a running test server cannot have.
+func CheckWALLevel(walLevel string) error {
 	if walLevel != "logical" {
 		return Misconfiguredf("postgres: wal_level is %q but Tandem needs wal_level = logical (set it in postgresql.conf or the RDS parameter group, rds.logical_replication = 1, and restart PostgreSQL)", walLevel)
 	}
+	return nil
+}
+
+// CheckReplicationRole requires the connected role to be able to create and read a
+// replication slot: REPLICATION, superuser, or (on RDS) membership of rds_replication.
+func CheckReplicationRole(ctx context.Context, q Querier) error {
 	var user string
 	var canReplicate bool
 	err := q.QueryRow(ctx, `
@@ -45,7 +70,7 @@ func EnsurePublication(ctx context.Context, q Querier, name string, tables []ide
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("postgres: reading publication %s: %w", name, err)
 	}
-	if err := checkPartitioned(ctx, q, tables); err != nil {
+	if err := CheckPartitioned(ctx, q, tables); err != nil {
 		return err
 	}
 	pub := ident.Quote(name)
@@ -93,6 +118,35 @@ func EnsurePublication(ctx context.Context, q Querier, name string, tables []ide
 // publish (partitions of a partitioned one included); none means every table, as FOR ALL
 // TABLES publishes (ordinary, permanent, user tables).
 func checkIdentity(ctx context.Context, q Querier, publication string, tables []ident.Table) error {
+	problems, err := IdentityProblems(ctx, q, tables)
+	if err != nil || len(problems) == 0 {
+		return err
+	}
+	texts := make([]string, len(problems))
+	for i, p := range problems {
+		texts[i] = p.Problem
+	}
+	return Misconfiguredf("postgres: not creating or extending publication %s: %s; %s", publication, strings.Join(texts, "; "), IdentityConsequence)
+}
+
+// IdentityConsequence is what publishing a table with an IdentityProblem would do, and
+// the fixes.
+const IdentityConsequence = "once published, PostgreSQL would reject every UPDATE and DELETE on such a table. " +
+	"Fix each: add a primary key, or ALTER TABLE ... REPLICA IDENTITY FULL (or USING INDEX) and configure its key_columns, " +
+	"or list only the tables to replicate in the configured tables"
+
+// IdentityProblem is a table whose rows the WAL cannot identify (see checkIdentity).
+type IdentityProblem struct {
+	Table ident.Table
+	// Problem names the table and the cause ("table public.t has a DEFERRABLE primary key ...").
+	Problem string
+}
+
+// IdentityProblems lists the tables among tables (partitions of a partitioned one
+// included; none: every table FOR ALL TABLES publishes) that have no usable replica
+// identity: no primary key with REPLICA IDENTITY DEFAULT, a DEFERRABLE primary key (which
+// PostgreSQL never uses as the identity), a lost identity index, or REPLICA IDENTITY NOTHING.
+func IdentityProblems(ctx context.Context, q Querier, tables []ident.Table) ([]IdentityProblem, error) {
 	rows, err := q.Query(ctx, `
 		SELECT n.nspname, c.relname, c.relreplident::text,
 		       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND NOT i.indimmediate)
@@ -108,48 +162,45 @@ func checkIdentity(ctx context.Context, q Querier, publication string, tables []
 		        ELSE c.relreplident = 'n' END
 		ORDER BY 1, 2`, regclassTexts(tables))
 	if err != nil {
-		return fmt.Errorf("postgres: checking the replica identity of the tables to publish: %w", err)
+		return nil, fmt.Errorf("postgres: checking the replica identity of the tables to publish: %w", err)
 	}
-	var problems []string
+	var problems []IdentityProblem
 	for rows.Next() {
 		var t ident.Table
 		var replident string
 		var deferrable bool
 		if err := rows.Scan(&t.Schema, &t.Name, &replident, &deferrable); err != nil {
 			rows.Close()
-			return fmt.Errorf("postgres: checking the replica identity of the tables to publish: %w", err)
+			return nil, fmt.Errorf("postgres: checking the replica identity of the tables to publish: %w", err)
 		}
 		table := t.String()
+		var problem string
 		switch {
 		case replident == "d" && deferrable:
 			// PostgreSQL never uses a DEFERRABLE key as the replica identity.
-			problems = append(problems, "table "+table+" has a DEFERRABLE primary key, which cannot be a replica identity "+
-				"(fix: ALTER TABLE "+t.SQL()+" REPLICA IDENTITY FULL, or re-create the primary key NOT DEFERRABLE)")
+			problem = "table " + table + " has a DEFERRABLE primary key, which cannot be a replica identity " +
+				"(fix: ALTER TABLE " + t.SQL() + " REPLICA IDENTITY FULL, or re-create the primary key NOT DEFERRABLE)"
 		case replident == "d":
-			problems = append(problems, "table "+table+" has no primary key and REPLICA IDENTITY DEFAULT")
+			problem = "table " + table + " has no primary key and REPLICA IDENTITY DEFAULT"
 		case replident == "i":
-			problems = append(problems, "table "+table+" has REPLICA IDENTITY USING INDEX but that index no longer exists")
+			problem = "table " + table + " has REPLICA IDENTITY USING INDEX but that index no longer exists"
 		default:
-			problems = append(problems, "table "+table+" has REPLICA IDENTITY NOTHING")
+			problem = "table " + table + " has REPLICA IDENTITY NOTHING"
 		}
+		problems = append(problems, IdentityProblem{Table: t, Problem: problem})
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("postgres: checking the replica identity of the tables to publish: %w", err)
+		return nil, fmt.Errorf("postgres: checking the replica identity of the tables to publish: %w", err)
 	}
-	if len(problems) == 0 {
-		return nil
-	}
-	return Misconfiguredf("postgres: not creating or extending publication %s: %s; once published, PostgreSQL would reject every UPDATE and DELETE on such a table. "+
-		"Fix each: add a primary key, or ALTER TABLE ... REPLICA IDENTITY FULL (or USING INDEX) and configure its key_columns, "+
-		"or list only the tables to replicate in the configured tables", publication, strings.Join(problems, "; "))
+	return problems, nil
 }
 
-// checkPartitioned refuses a configured partitioned table, before the publication is
+// CheckPartitioned refuses a configured partitioned table, before the publication is
 // touched. Tandem's publication publishes each partition as its own table (the default
 // publish_via_partition_root = false), so TRUNCATE of one partition, rows moving between
 // partitions, ATTACH and DETACH PARTITION all reach the stream as changes of the
 // partitions; a partitioned table itself has no rows to replicate.
-func checkPartitioned(ctx context.Context, q Querier, tables []ident.Table) error {
+func CheckPartitioned(ctx context.Context, q Querier, tables []ident.Table) error {
 	if len(tables) == 0 {
 		return nil
 	}

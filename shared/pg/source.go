@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -107,22 +109,39 @@ func IsAuthFailure(err error) bool {
 	return errors.As(err, &pe) && (pe.Code == "28P01" || pe.Code == "28000")
 }
 
-// TLSMode is the sslmode a connection made from s uses (pgx's default, prefer, when
-// nothing sets one).
+// TLSMode is the sslmode a connection made from s uses: s.SSLMode, else the connection
+// string's, else PGSSLMODE's, else pgx's default, prefer (TLS if the server offers it,
+// else plain text).
 func (s Source) TLSMode() string {
 	if s.SSLMode != "" {
 		return s.SSLMode
 	}
+	mode := ""
 	if strings.HasPrefix(s.URL, "postgres://") || strings.HasPrefix(s.URL, "postgresql://") {
-		if u, err := url.Parse(s.URL); err == nil && u.Query().Get("sslmode") != "" {
-			return u.Query().Get("sslmode")
+		if u, err := url.Parse(s.URL); err == nil {
+			mode = u.Query().Get("sslmode")
 		}
-		return "prefer"
-	}
-	for _, f := range strings.Fields(s.URL) {
-		if v, ok := strings.CutPrefix(f, "sslmode="); ok {
-			return strings.Trim(v, "'")
+	} else {
+		for _, f := range strings.Fields(s.URL) {
+			if v, ok := strings.CutPrefix(f, "sslmode="); ok {
+				mode = strings.Trim(v, "'")
+			}
 		}
 	}
-	return "prefer"
+	if mode == "" {
+		mode = os.Getenv("PGSSLMODE")
+	}
+	if mode == "" {
+		mode = "prefer"
+	}
+	return mode
+}
+
+// Endpoint describes where s connects, without the password: user@host:port/database.
+func (s Source) Endpoint() string {
+	cfg, err := s.parse()
+	if err != nil {
+		return "(an invalid connection string)"
+	}
+	return cfg.User + "@" + cfg.Host + ":" + strconv.Itoa(int(cfg.Port)) + "/" + cfg.Database
 }

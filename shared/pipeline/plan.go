@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"tandem/shared/control"
+	"tandem/shared/fault"
 	"tandem/shared/pg"
 	"tandem/shared/schema"
 	"tandem/shared/target"
@@ -120,6 +121,13 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 				problems = append(problems, err)
 				continue
 			}
+		}
+		// After Drift, whose refusal of a changed key says more than a key schema mismatch.
+		if _, err := target.CheckKeySchema(ctx, e.DB, t); fault.IsFatal(err) {
+			problems = append(problems, err)
+			continue
+		} else if err != nil {
+			return out, err
 		}
 		tables = append(tables, planned{t, drift})
 	}

@@ -2,9 +2,12 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"tandem/shared/control"
 	"tandem/shared/ident"
@@ -24,6 +27,11 @@ func (e *Env) CheckConfiguredTables(ctx context.Context, exempt func(source stri
 		return err
 	}
 	missing = slices.DeleteFunc(missing, func(t ident.Table) bool { return exempt != nil && exempt(t.String()) })
+	return MissingTablesError(missing)
+}
+
+// MissingTablesError is the refusal of configured tables that do not exist (nil for none).
+func MissingTablesError(missing []ident.Table) error {
 	if len(missing) == 0 {
 		return nil
 	}
@@ -44,41 +52,24 @@ func names(tables []ident.Table) string {
 // it, removed ones leave it); one the user created is never altered, only checked.
 func (e *Env) EnsurePublication(ctx context.Context) error {
 	name, tables := e.Config.Publication, e.Config.SourceTables()
-	pub, err := pg.ReadPublication(ctx, e.PG, name)
+	p, err := e.publicationState(ctx, true)
 	if err != nil {
 		return err
 	}
-	rec, found, err := e.Control.Publication(ctx)
-	if err != nil {
+	if err := p.refusal(name); err != nil {
 		return err
 	}
-	owned := found && rec.CreatedByTandem && rec.Publication == name
-	if !pub.Exists {
-		if !owned {
+	if !p.pub.Exists {
+		if !p.owned {
 			if err := e.Control.RecordPublication(ctx, name); err != nil {
 				return err
 			}
 		}
 		return pg.EnsurePublication(ctx, e.PG, name, tables)
 	}
-	if pub.AllTables || len(tables) == 0 {
-		// FOR ALL TABLES cannot drop single tables; the configuration filters them.
-		return nil
-	}
-	members, err := pg.PublicationTables(ctx, e.PG, name)
-	if err != nil {
-		return err
-	}
-	missing := slices.DeleteFunc(slices.Clone(tables), func(t ident.Table) bool { return slices.Contains(members, t) })
-	if !owned {
-		if len(missing) > 0 {
-			sqls := make([]string, len(missing))
-			for i, t := range missing {
-				sqls[i] = t.SQL()
-			}
-			return pg.Misconfiguredf("publication %s was not created by Tandem, so Tandem does not alter it, and it lacks the configured table(s) %s: run ALTER PUBLICATION %s ADD TABLE %s; or remove them from the configured tables",
-				name, names(missing), ident.Quote(name), strings.Join(sqls, ", "))
-		}
+	if p.pub.AllTables || len(tables) == 0 || !p.owned {
+		// FOR ALL TABLES cannot drop single tables; the configuration filters them. One
+		// the user created is left as it is.
 		return nil
 	}
 	if err := pg.EnsurePublication(ctx, e.PG, name, tables); err != nil {
@@ -93,6 +84,71 @@ func (e *Env) EnsurePublication(ctx context.Context) error {
 		e.Log.Info("tables left the configuration: removing them from the publication", "publication", name, "tables", names(extra))
 	}
 	return pg.DropFromPublication(ctx, e.PG, name, extra)
+}
+
+// CheckPublication reports, without changing anything, what EnsurePublication would
+// refuse: a publication the user created that lacks configured tables. owned says that
+// Tandem created the publication (so plan makes it follow the configured tables).
+// withControl false takes the control table as empty without reading it.
+func (e *Env) CheckPublication(ctx context.Context, withControl bool) (pub pg.Publication, owned bool, err error) {
+	p, err := e.publicationState(ctx, withControl)
+	if err != nil {
+		return p.pub, false, err
+	}
+	return p.pub, p.owned, p.refusal(e.Config.Publication)
+}
+
+// publication is what EnsurePublication decides on.
+type publication struct {
+	pub pg.Publication
+	// owned: Tandem created it (the control table records so).
+	owned bool
+	// missing are the configured tables an existing publication (not FOR ALL TABLES) lacks.
+	missing []ident.Table
+}
+
+func (e *Env) publicationState(ctx context.Context, withControl bool) (publication, error) {
+	var p publication
+	name, tables := e.Config.Publication, e.Config.SourceTables()
+	var err error
+	if p.pub, err = pg.ReadPublication(ctx, e.PG, name); err != nil {
+		return p, err
+	}
+	if withControl {
+		rec, found, err := e.Control.Publication(ctx)
+		var notFound *types.ResourceNotFoundException
+		if errors.As(err, &notFound) {
+			// No control table yet (tandem check before the first plan): nothing recorded.
+			found, err = false, nil
+		}
+		if err != nil {
+			return p, err
+		}
+		p.owned = found && rec.CreatedByTandem && rec.Publication == name
+	}
+	if !p.pub.Exists || p.pub.AllTables || len(tables) == 0 {
+		return p, nil
+	}
+	members, err := pg.PublicationTables(ctx, e.PG, name)
+	if err != nil {
+		return p, err
+	}
+	p.missing = slices.DeleteFunc(slices.Clone(tables), func(t ident.Table) bool { return slices.Contains(members, t) })
+	return p, nil
+}
+
+// refusal is the error of a publication the user created that lacks configured tables:
+// Tandem does not alter it.
+func (p publication) refusal(name string) error {
+	if p.owned || len(p.missing) == 0 {
+		return nil
+	}
+	sqls := make([]string, len(p.missing))
+	for i, t := range p.missing {
+		sqls[i] = t.SQL()
+	}
+	return pg.Misconfiguredf("publication %s was not created by Tandem, so Tandem does not alter it, and it lacks the configured table(s) %s: run ALTER PUBLICATION %s ADD TABLE %s; or remove them from the configured tables",
+		name, names(p.missing), ident.Quote(name), strings.Join(sqls, ", "))
 }
 
 // KeyNames lists the item key's columns.
