@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"regexp"
+
+	"github.com/jackc/pglogrepl"
+
+	"tandem/shared/ident"
+	"tandem/shared/pipeline"
+)
+
+// opsEnv loads the configuration and connects to PostgreSQL and DynamoDB as the handlers
+// do, for verify, resnapshot and deadletters. Its logger only reports warnings, as text
+// on stderr: the commands say what they do themselves. ok false: the error is printed.
+func opsEnv(ctx context.Context, name string, stderr io.Writer) (env *pipeline.Env, ok bool) {
+	env, err := pipeline.NewEnv(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s %s: %s\n", programName, name, opsRedact(err.Error()))
+		return nil, false
+	}
+	env.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return env, true
+}
+
+// opsPassword matches the password of a URL's user information.
+var opsPassword = regexp.MustCompile(`(://[^:/@\s]*):[^@\s]*@`)
+
+// opsRedact hides passwords in connection URLs an error may quote.
+func opsRedact(s string) string { return opsPassword.ReplaceAllString(s, "$1:xxxxx@") }
+
+// opsTables reads table arguments in the configuration's form (schema.table, or table
+// for the public schema; see package ident) into canonical names.
+func opsTables(args []string) ([]string, error) {
+	out := make([]string, 0, len(args))
+	for _, a := range args {
+		id, err := ident.Parse(a)
+		if err != nil {
+			return nil, fmt.Errorf("table %q: %v", a, err)
+		}
+		out = append(out, id.String())
+	}
+	return out, nil
+}
+
+// lsnText prints an LSN as PostgreSQL does (0/1D84268), the one form used everywhere.
+func lsnText(lsn uint64) string { return pglogrepl.LSN(lsn).String() }
