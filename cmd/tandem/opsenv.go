@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
+	"os"
 	"log/slog"
 	"regexp"
 
@@ -48,3 +50,28 @@ func opsTables(args []string) ([]string, error) {
 
 // lsnText prints an LSN as PostgreSQL does (0/1D84268), the one form used everywhere.
 func lsnText(lsn uint64) string { return pglogrepl.LSN(lsn).String() }
+
+// opsParse is parseFlags for commands with positional arguments, which may come before,
+// between or after the flags (tandem resnapshot orders --where "id < 10"), as a user
+// writes them; "--" ends the flags.
+func opsParse(fs *flag.FlagSet, config *string, args []string, stdout io.Writer) (positional []string, code int, done bool) {
+	if code, done := parseFlags(fs, config, args, stdout); done {
+		return nil, code, true
+	}
+	rest := fs.Args()
+	for len(rest) > 0 {
+		if rest[0] == "--" {
+			positional = append(positional, rest[1:]...)
+			break
+		}
+		positional = append(positional, rest[0])
+		if err := fs.Parse(rest[1:]); err != nil {
+			return nil, exitUsage, true
+		}
+		rest = fs.Args()
+	}
+	if *config != "" {
+		os.Setenv("TANDEM_CONFIG_FILE", *config)
+	}
+	return positional, exitOK, false
+}

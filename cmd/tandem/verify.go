@@ -80,14 +80,15 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	force := fs.Bool("force", false, "compare tables whose snapshot is not done too (expect differences)")
 	maxDiffs := fs.Int("max-diffs", verify.MaxDiffs, "print at most `N` differences per table (and re-check at most N keys)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	if code, done := parseFlags(fs, config, args, stdout); done {
+	positional, code, done := opsParse(fs, config, args, stdout)
+	if done {
 		return code
 	}
 	if *sample < 0 || *segments < 1 || *maxDiffs < 1 {
 		fmt.Fprintln(stderr, "tandem verify: --sample must be 0 or more, --segments and --max-diffs 1 or more")
 		return exitUsage
 	}
-	named, err := opsTables(fs.Args())
+	named, err := opsTables(positional)
 	if err != nil {
 		fmt.Fprintf(stderr, "tandem verify: %v\n", err)
 		return exitUsage
