@@ -24,7 +24,7 @@ import (
 // then run against them.
 
 // pipe is an in-process pipeline on f's configuration.
-func (f *cliFixture) pipe() *pipeline.Env {
+func (f *cliFixture) opsPipe() *pipeline.Env {
 	f.t.Helper()
 	cfg := *f.cfg
 	cfg.Defaults()
@@ -45,7 +45,7 @@ func (f *cliFixture) pipe() *pipeline.Env {
 }
 
 // converge plans every table and snapshots and finalizes the given ones.
-func (f *cliFixture) converge(p *pipeline.Env, tables ...string) {
+func (f *cliFixture) opsConverge(p *pipeline.Env, tables ...string) {
 	f.t.Helper()
 	if _, err := p.Plan(f.ctx, pipeline.PlanInput{}); err != nil {
 		f.t.Fatalf("plan: %v", err)
@@ -66,7 +66,7 @@ func (f *cliFixture) converge(p *pipeline.Env, tables ...string) {
 }
 
 // target is the DynamoDB table a source table is replicated into.
-func (f *cliFixture) target(p *pipeline.Env, source string) string {
+func (f *cliFixture) opsTarget(p *pipeline.Env, source string) string {
 	f.t.Helper()
 	t, err := p.Describe(f.ctx, source)
 	if err != nil {
@@ -76,7 +76,7 @@ func (f *cliFixture) target(p *pipeline.Env, source string) string {
 }
 
 // items reads every item of a DynamoDB table, by the JSON of its key.
-func (f *cliFixture) items(p *pipeline.Env, table string, keys ...string) map[string]map[string]types.AttributeValue {
+func (f *cliFixture) opsItems(p *pipeline.Env, table string, keys ...string) map[string]map[string]types.AttributeValue {
 	f.t.Helper()
 	out := map[string]map[string]types.AttributeValue{}
 	pages := dynamodb.NewScanPaginator(p.DB, &dynamodb.ScanInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true)})
@@ -88,7 +88,7 @@ func (f *cliFixture) items(p *pipeline.Env, table string, keys ...string) map[st
 		for _, it := range page.Items {
 			var parts []string
 			for _, k := range keys {
-				parts = append(parts, render(it[k]))
+				parts = append(parts, opsRender(it[k]))
 			}
 			out[strings.Join(parts, ",")] = it
 		}
@@ -97,7 +97,7 @@ func (f *cliFixture) items(p *pipeline.Env, table string, keys ...string) map[st
 }
 
 // render writes an attribute value (or item) for comparisons and messages.
-func render(v types.AttributeValue) string {
+func opsRender(v types.AttributeValue) string {
 	var plain any
 	switch v := v.(type) {
 	case *types.AttributeValueMemberS:
@@ -111,13 +111,13 @@ func render(v types.AttributeValue) string {
 	case *types.AttributeValueMemberM:
 		m := map[string]string{}
 		for k, e := range v.Value {
-			m[k] = render(e)
+			m[k] = opsRender(e)
 		}
 		plain = map[string]any{"M": m}
 	case *types.AttributeValueMemberL:
 		l := make([]string, len(v.Value))
 		for i, e := range v.Value {
-			l[i] = render(e)
+			l[i] = opsRender(e)
 		}
 		plain = map[string]any{"L": l}
 	case nil:
@@ -130,7 +130,7 @@ func render(v types.AttributeValue) string {
 }
 
 // renderItem writes a whole item with sorted attribute names.
-func renderItem(it map[string]types.AttributeValue) string {
+func opsRenderItem(it map[string]types.AttributeValue) string {
 	names := make([]string, 0, len(it))
 	for k := range it {
 		names = append(names, k)
@@ -138,13 +138,13 @@ func renderItem(it map[string]types.AttributeValue) string {
 	sort.Strings(names)
 	var b strings.Builder
 	for _, k := range names {
-		b.WriteString(k + "=" + render(it[k]) + " ")
+		b.WriteString(k + "=" + opsRender(it[k]) + " ")
 	}
 	return b.String()
 }
 
 // compare runs the independent checker in this process.
-func (f *cliFixture) compare(p *pipeline.Env, source string) verify.Result {
+func (f *cliFixture) opsCompare(p *pipeline.Env, source string) verify.Result {
 	f.t.Helper()
 	t, err := p.Describe(f.ctx, source)
 	if err != nil {
@@ -157,11 +157,11 @@ func (f *cliFixture) compare(p *pipeline.Env, source string) verify.Result {
 	return res
 }
 
-func intKey(name, v string) map[string]types.AttributeValue {
+func opsIntKey(name, v string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{name: &types.AttributeValueMemberN{Value: v}}
 }
 
-func mustDDB(t *testing.T, what string, err error) {
+func opsMust(t *testing.T, what string, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)

@@ -103,7 +103,7 @@ func runResnapshot(ctx context.Context, args []string, stdout, stderr io.Writer)
 // resnapshotHere runs the pieces in this process.
 func resnapshotHere(ctx context.Context, env *pipeline.Env, in pipeline.PlanInput, interval time.Duration, stdout, stderr io.Writer) int {
 	last := map[string]string{}
-	results, err := env.Resnapshot(ctx, in, interval, func(p []pipeline.TableProgress) { printProgress(stderr, p, last) })
+	results, err := env.Resnapshot(ctx, in, interval, func(p []pipeline.TableProgress) { printResnapshotProgress(stderr, p, last) })
 	if results == nil && err != nil {
 		fmt.Fprintf(stderr, "tandem resnapshot: %s\n", opsRedact(err.Error()))
 		if fault.Classify(err) == fault.Fatal {
@@ -116,7 +116,7 @@ func resnapshotHere(ctx context.Context, env *pipeline.Env, in pipeline.PlanInpu
 		if r.Error != "" || r.State != control.Done {
 			code = exitProblem
 		}
-		printResult(stdout, env, r, in.Where)
+		printResnapshotResult(stdout, env, r, in.Where)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "tandem resnapshot: %s\n", opsRedact(err.Error()))
@@ -126,7 +126,7 @@ func resnapshotHere(ctx context.Context, env *pipeline.Env, in pipeline.PlanInpu
 }
 
 // printResult says how one table's re-snapshot ended.
-func printResult(w io.Writer, env *pipeline.Env, r pipeline.FinalizeOutput, where string) {
+func printResnapshotResult(w io.Writer, env *pipeline.Env, r pipeline.FinalizeOutput, where string) {
 	if r.Error != "" || r.State != control.Done {
 		reason := r.Error
 		if reason == "" {
@@ -154,7 +154,7 @@ func printResult(w io.Writer, env *pipeline.Env, r pipeline.FinalizeOutput, wher
 }
 
 // printProgress prints each table's progress line when it changed.
-func printProgress(w io.Writer, progress []pipeline.TableProgress, last map[string]string) {
+func printResnapshotProgress(w io.Writer, progress []pipeline.TableProgress, last map[string]string) {
 	for _, p := range progress {
 		line := fmt.Sprintf("%s: %s, %d rows copied", p.Table, p.State, p.RowsCopied)
 		if p.RowsEstimate > 0 {
@@ -183,12 +183,16 @@ func resnapshotExecution(ctx context.Context, env *pipeline.Env, in pipeline.Pla
 		return exitCantRun
 	}
 	states := sfn.NewFromConfig(awsCfg)
-	input, _ := json.Marshal(in)
+	var buf strings.Builder
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // a filter's < and > stay readable in the console
+	_ = enc.Encode(in)
+	input := strings.TrimSpace(buf.String())
 	suffix := make([]byte, 4)
 	_, _ = rand.Read(suffix)
 	name := fmt.Sprintf("resnapshot-%s-%s", time.Now().UTC().Format("20060102T150405"), hex.EncodeToString(suffix))
 	started, err := states.StartExecution(ctx, &sfn.StartExecutionInput{
-		StateMachineArn: aws.String(env.Config.StateMachineARN), Name: aws.String(name), Input: aws.String(string(input)),
+		StateMachineArn: aws.String(env.Config.StateMachineARN), Name: aws.String(name), Input: aws.String(input),
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "tandem resnapshot: starting the state machine %s: %v\n", env.Config.StateMachineARN, err)
@@ -207,7 +211,7 @@ func resnapshotExecution(ctx context.Context, env *pipeline.Env, in pipeline.Pla
 			return exitCantRun
 		}
 		if p, err := env.Progress(ctx, in.Tables); err == nil {
-			printProgress(stderr, p, last)
+			printResnapshotProgress(stderr, p, last)
 		}
 		if exec.Status != sfntypes.ExecutionStatusRunning && exec.Status != sfntypes.ExecutionStatusPendingRedrive {
 			break
@@ -236,7 +240,7 @@ func resnapshotExecution(ctx context.Context, env *pipeline.Env, in pipeline.Pla
 			code = exitProblem
 		default:
 			cp, _ := env.Control.Checkpoint(ctx)
-			printResult(stdout, env, pipeline.FinalizeOutput{Table: name, State: st.State, Error: st.Error, Swept: -1,
+			printResnapshotResult(stdout, env, pipeline.FinalizeOutput{Table: name, State: st.State, Error: st.Error, Swept: -1,
 				ConsistentLSN: st.ConsistentLSN, Consistent: st.IsConsistent(cp.AppliedLSN)}, in.Where)
 			if st.State != control.Done || st.Error != "" {
 				code = exitProblem

@@ -15,18 +15,18 @@ import (
 )
 
 // damage alters attribute name of item id behind Tandem's back.
-func (f *cliFixture) damage(p *pipeline.Env, target, id, name, value string) {
+func (f *cliFixture) opsDamage(p *pipeline.Env, target, id, name, value string) {
 	f.t.Helper()
-	_, err := p.DB.UpdateItem(f.ctx, &dynamodb.UpdateItemInput{TableName: &target, Key: intKey("id", id),
+	_, err := p.DB.UpdateItem(f.ctx, &dynamodb.UpdateItemInput{TableName: &target, Key: opsIntKey("id", id),
 		UpdateExpression:          aws.String("SET #n = :v"),
 		ExpressionAttributeNames:  map[string]string{"#n": name},
 		ExpressionAttributeValues: map[string]types.AttributeValue{":v": &types.AttributeValueMemberS{Value: value}}})
-	mustDDB(f.t, "damaging "+target+" "+id, err)
+	opsMust(f.t, "damaging "+target+" "+id, err)
 }
 
 // sameItems fails unless two snapshots of a table's items are identical, metadata
 // (__lsn, __src, __epoch) included; keep selects the keys compared (nil: all).
-func sameItems(t *testing.T, what string, before, after map[string]map[string]types.AttributeValue, keep func(string) bool) {
+func opsSameItems(t *testing.T, what string, before, after map[string]map[string]types.AttributeValue, keep func(string) bool) {
 	t.Helper()
 	n := 0
 	for k, b := range before {
@@ -34,8 +34,8 @@ func sameItems(t *testing.T, what string, before, after map[string]map[string]ty
 			continue
 		}
 		n++
-		if a, ok := after[k]; !ok || renderItem(a) != renderItem(b) {
-			t.Errorf("%s: item %s changed:\nbefore %s\nafter  %s", what, k, renderItem(b), renderItem(after[k]))
+		if a, ok := after[k]; !ok || opsRenderItem(a) != opsRenderItem(b) {
+			t.Errorf("%s: item %s changed:\nbefore %s\nafter  %s", what, k, opsRenderItem(b), opsRenderItem(after[k]))
 		}
 	}
 	for k := range after {
@@ -53,33 +53,33 @@ func sameItems(t *testing.T, what string, before, after map[string]map[string]ty
 // passes, while the other table's items and state are untouched.
 func TestResnapshotOneTable(t *testing.T) {
 	f := newCLIFixture(t, opsDDL, nil)
-	p := f.pipe()
-	f.converge(p, "public.items", "public.pairs")
-	items, pairs := f.target(p, "public.items"), f.target(p, "public.pairs")
-	pairsBefore := f.items(p, pairs, "k", "n")
+	p := f.opsPipe()
+	f.opsConverge(p, "public.items", "public.pairs")
+	items, pairs := f.opsTarget(p, "public.items"), f.opsTarget(p, "public.pairs")
+	pairsBefore := f.opsItems(p, pairs, "k", "n")
 	pairState, _, err := p.Control.Table(f.ctx, "public.pairs")
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	f.damage(p, items, "3", "name", "tampered")
-	_, err = p.DB.DeleteItem(f.ctx, &dynamodb.DeleteItemInput{TableName: &items, Key: intKey("id", "4")})
-	mustDDB(t, "deleting id 4", err)
+	f.opsDamage(p, items, "3", "name", "tampered")
+	_, err = p.DB.DeleteItem(f.ctx, &dynamodb.DeleteItemInput{TableName: &items, Key: opsIntKey("id", "4")})
+	opsMust(t, "deleting id 4", err)
 	// An item the stream wrote (before the slot's confirmed position), damaged.
-	stale := intKey("id", "6")
+	stale := opsIntKey("id", "6")
 	stale["name"] = &types.AttributeValueMemberS{Value: "stale stream write"}
 	stale["__lsn"] = &types.AttributeValueMemberN{Value: "1"}
 	stale["__seq"] = &types.AttributeValueMemberN{Value: "0"}
 	stale["__src"] = &types.AttributeValueMemberS{Value: "stream"}
 	_, err = p.DB.PutItem(f.ctx, &dynamodb.PutItemInput{TableName: &items, Item: stale})
-	mustDDB(t, "overwriting id 6", err)
-	extra := intKey("id", "9999")
+	opsMust(t, "overwriting id 6", err)
+	extra := opsIntKey("id", "9999")
 	extra["name"] = &types.AttributeValueMemberS{Value: "not in PostgreSQL"}
 	extra["__lsn"] = &types.AttributeValueMemberN{Value: "1"}
 	extra["__src"] = &types.AttributeValueMemberS{Value: "snapshot"}
 	extra["__epoch"] = &types.AttributeValueMemberN{Value: "1"}
 	_, err = p.DB.PutItem(f.ctx, &dynamodb.PutItemInput{TableName: &items, Item: extra})
-	mustDDB(t, "adding id 9999", err)
+	opsMust(t, "adding id 9999", err)
 	f.exec("DELETE FROM items WHERE id = 7")
 	if r := f.tandem("verify", "items"); r.code != exitProblem {
 		t.Fatalf("damaged table: verify exit %d, want %d", r.code, exitProblem)
@@ -99,7 +99,7 @@ func TestResnapshotOneTable(t *testing.T) {
 		t.Errorf("after the re-snapshot: verify exit %d, stdout %q", r.code, r.stdout)
 	}
 
-	sameItems(t, "public.pairs", pairsBefore, f.items(p, pairs, "k", "n"), nil)
+	opsSameItems(t, "public.pairs", pairsBefore, f.opsItems(p, pairs, "k", "n"), nil)
 	after, _, err := p.Control.Table(f.ctx, "public.pairs")
 	if err != nil {
 		t.Fatal(err)
@@ -119,12 +119,12 @@ func TestResnapshotOneTable(t *testing.T) {
 // refused filters name the table and PostgreSQL's reason.
 func TestResnapshotWhere(t *testing.T) {
 	f := newCLIFixture(t, opsDDL, nil)
-	p := f.pipe()
-	f.converge(p, "public.items", "public.pairs")
-	items := f.target(p, "public.items")
-	f.damage(p, items, "3", "name", "tampered")
-	f.damage(p, items, "50", "name", "tampered too")
-	before := f.items(p, items, "id")
+	p := f.opsPipe()
+	f.opsConverge(p, "public.items", "public.pairs")
+	items := f.opsTarget(p, "public.items")
+	f.opsDamage(p, items, "3", "name", "tampered")
+	f.opsDamage(p, items, "50", "name", "tampered too")
+	before := f.opsItems(p, items, "id")
 
 	for _, c := range []struct{ where, says string }{
 		{"id < 10; DROP TABLE items", "a semicolon is not allowed"},
@@ -146,20 +146,20 @@ func TestResnapshotWhere(t *testing.T) {
 	if r.code != exitOK || !strings.Contains(r.stdout, "public.items: re-snapshotted: 9 rows matching the filter copied again") {
 		t.Fatalf("filtered re-snapshot: exit %d, stdout %q", r.code, r.stdout)
 	}
-	after := f.items(p, items, "id")
+	after := f.opsItems(p, items, "id")
 	outside := func(k string) bool {
 		var key struct{ N string }
 		_ = json.Unmarshal([]byte(k), &key)
 		return len(key.N) > 1 // id >= 10
 	}
-	sameItems(t, "rows outside the filter", before, after, outside)
+	opsSameItems(t, "rows outside the filter", before, after, outside)
 	for id := 1; id < 10; id++ {
 		k := `{"N":"` + string(rune('0'+id)) + `"}`
-		if e := render(after[k]["__epoch"]); e != `{"N":"2"}` {
+		if e := opsRender(after[k]["__epoch"]); e != `{"N":"2"}` {
 			t.Errorf("item %s: __epoch %s, want 2 (rewritten)", k, e)
 		}
 	}
-	if got := render(after[`{"N":"3"}`]["name"]); got != `{"S":"n3"}` {
+	if got := opsRender(after[`{"N":"3"}`]["name"]); got != `{"S":"n3"}` {
 		t.Errorf("id 3, inside the filter: name %s, want repaired", got)
 	}
 	r = f.tandem("verify", "items")
@@ -184,8 +184,8 @@ func TestResnapshotStateMachine(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := newCLIFixture(t, opsDDL, func(c *config.Config) { c.StateMachineARN = aws.ToString(sm.StateMachineArn) })
-	p := f.pipe()
-	f.converge(p, "public.items", "public.pairs")
+	p := f.opsPipe()
+	f.opsConverge(p, "public.items", "public.pairs")
 
 	r := f.tandem("resnapshot", "--no-wait", "items", "--where", "id < 5")
 	if r.code != exitOK || !strings.Contains(r.stdout, "started execution arn:") {

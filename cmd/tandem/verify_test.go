@@ -22,8 +22,8 @@ INSERT INTO pairs SELECT 'k' || (g % 4), g, 'v' || g FROM generate_series(1, 60)
 // is reported as not verified.
 func TestVerifyConvergedAndPlanted(t *testing.T) {
 	f := newCLIFixture(t, opsDDL, nil)
-	p := f.pipe()
-	f.converge(p, "public.items", "public.pairs")
+	p := f.opsPipe()
+	f.opsConverge(p, "public.items", "public.pairs")
 
 	r := f.tandem("verify")
 	if r.code != exitOK {
@@ -40,28 +40,28 @@ func TestVerifyConvergedAndPlanted(t *testing.T) {
 
 	// Behind Tandem's back: an attribute altered, an item deleted, an extra live item, a
 	// tombstone over a live row.
-	target := f.target(p, "public.items")
-	_, err := p.DB.UpdateItem(f.ctx, &dynamodb.UpdateItemInput{TableName: &target, Key: intKey("id", "3"),
+	target := f.opsTarget(p, "public.items")
+	_, err := p.DB.UpdateItem(f.ctx, &dynamodb.UpdateItemInput{TableName: &target, Key: opsIntKey("id", "3"),
 		UpdateExpression:          aws.String("SET #n = :v"),
 		ExpressionAttributeNames:  map[string]string{"#n": "name"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{":v": &types.AttributeValueMemberS{Value: "tampered"}}})
-	mustDDB(t, "altering id 3", err)
-	_, err = p.DB.DeleteItem(f.ctx, &dynamodb.DeleteItemInput{TableName: &target, Key: intKey("id", "4")})
-	mustDDB(t, "deleting id 4", err)
-	extra := intKey("id", "9999")
+	opsMust(t, "altering id 3", err)
+	_, err = p.DB.DeleteItem(f.ctx, &dynamodb.DeleteItemInput{TableName: &target, Key: opsIntKey("id", "4")})
+	opsMust(t, "deleting id 4", err)
+	extra := opsIntKey("id", "9999")
 	extra["name"] = &types.AttributeValueMemberS{Value: "not in PostgreSQL"}
 	extra["__lsn"] = &types.AttributeValueMemberN{Value: "1"}
 	extra["__src"] = &types.AttributeValueMemberS{Value: "snapshot"}
 	extra["__epoch"] = &types.AttributeValueMemberN{Value: "1"}
 	_, err = p.DB.PutItem(f.ctx, &dynamodb.PutItemInput{TableName: &target, Item: extra})
-	mustDDB(t, "adding id 9999", err)
-	tomb := intKey("id", "5")
+	opsMust(t, "adding id 9999", err)
+	tomb := opsIntKey("id", "5")
 	tomb["__lsn"] = &types.AttributeValueMemberN{Value: "1"}
 	tomb["__seq"] = &types.AttributeValueMemberN{Value: "0"}
 	tomb["__src"] = &types.AttributeValueMemberS{Value: "stream"}
 	tomb["__deleted"] = &types.AttributeValueMemberBOOL{Value: true}
 	_, err = p.DB.PutItem(f.ctx, &dynamodb.PutItemInput{TableName: &target, Item: tomb})
-	mustDDB(t, "tombstoning id 5", err)
+	opsMust(t, "tombstoning id 5", err)
 
 	r = f.tandem("verify", "--segments", "3")
 	if r.code != exitProblem {
@@ -120,8 +120,8 @@ func TestVerifyConvergedAndPlanted(t *testing.T) {
 // so), unless --force.
 func TestVerifyNotDone(t *testing.T) {
 	f := newCLIFixture(t, opsDDL, nil)
-	p := f.pipe()
-	f.converge(p, "public.pairs")
+	p := f.opsPipe()
+	f.opsConverge(p, "public.pairs")
 	r := f.tandem("verify")
 	if r.code != exitProblem || !strings.Contains(r.stdout, "public.items: not verified: its snapshot is pending") ||
 		!strings.Contains(r.stdout, "public.pairs: 60 rows, equal") {
