@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -11,7 +14,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 
 	"tandem/shared/config"
+	"tandem/shared/pg"
 	"tandem/shared/pipeline"
+	"tandem/streamer/stream"
 )
 
 // damage alters attribute name of item id behind Tandem's back.
@@ -204,5 +209,70 @@ func TestResnapshotStateMachine(t *testing.T) {
 	r = f.tandem("resnapshot", "--progress", "100ms", "items")
 	if r.code != exitProblem || !strings.Contains(r.stdout, "public.items: the execution succeeded but did not re-plan the table") {
 		t.Errorf("a state machine that does not plan: exit %d, stdout %q", r.code, r.stdout)
+	}
+}
+
+// TestResnapshotWhileStreaming: a re-snapshot runs while the streamer applies a workload
+// of updates, deletes and inserts on the same table: streamed changes win, deleted rows
+// are not resurrected, and verify passes once the streamer has caught up.
+func TestResnapshotWhileStreaming(t *testing.T) {
+	f := newCLIFixture(t, `
+CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL, qty int, tags text[]);
+INSERT INTO items SELECT g, 'n' || g, g, ARRAY['t'] FROM generate_series(1, 1000) g;`, func(c *config.Config) {
+		c.StatusInterval = config.Duration{Duration: 200 * time.Millisecond}
+		c.LeaseTTL = config.Duration{Duration: 3 * time.Second}
+		c.CatalogInterval = config.Duration{Duration: 500 * time.Millisecond}
+		c.ChunkSize = 200
+	})
+	p := f.opsPipe()
+	f.opsConverge(p, "public.items")
+	ctx, cancel := context.WithCancel(f.ctx)
+	s := &stream.Streamer{Env: p, Owner: "test-" + f.name}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	work := make(chan struct{})
+	go func() {
+		defer close(work)
+		for i := 0; ctx.Err() == nil && i < 300; i++ {
+			id := 1 + (i*37)%1000
+			switch i % 4 {
+			case 0, 1:
+				_, _ = f.src.Exec(ctx, "UPDATE items SET name = $2, qty = qty + 1 WHERE id = $1", id, fmt.Sprintf("streamed %d", i))
+			case 2:
+				_, _ = f.src.Exec(ctx, "DELETE FROM items WHERE id = $1", id)
+			case 3:
+				_, _ = f.src.Exec(ctx, "INSERT INTO items VALUES ($1, $2, 0, '{}') ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name", 5000+i, fmt.Sprintf("new %d", i))
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	r := f.tandem("resnapshot", "items")
+	<-work
+	if r.code != exitOK {
+		t.Fatalf("resnapshot while streaming: exit %d", r.code)
+	}
+	lsn, err := pg.CurrentLSN(f.ctx, f.src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		cp, err := p.Control.Checkpoint(f.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cp.AppliedLSN >= uint64(lsn) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the streamer did not catch up")
+		}
+	}
+	if res := f.opsCompare(p, "public.items"); !res.Equal() {
+		t.Errorf("after a re-snapshot during streaming:\n%s", res)
+	}
+	if r := f.tandem("verify", "items"); r.code != exitOK {
+		t.Errorf("verify: exit %d", r.code)
 	}
 }
