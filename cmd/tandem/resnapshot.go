@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"tandem/shared/control"
 	"tandem/shared/fault"
+	"tandem/shared/ident"
 	"tandem/shared/pg"
 	"tandem/shared/pipeline"
 )
@@ -76,13 +78,17 @@ func runResnapshot(ctx context.Context, args []string, stdout, stderr io.Writer)
 	// What the plan would refuse is said before anything starts.
 	before := map[string]int64{}
 	for _, name := range tables {
+		if id, _ := ident.Parse(name); !configured(env, id) {
+			fmt.Fprintf(stderr, "tandem resnapshot: table %s is not in the configured tables\n", name)
+			return exitUsage
+		}
 		t, err := env.Describe(ctx, name)
 		if err == nil && in.Where != "" {
 			err = pg.CheckFilter(ctx, env.PG, t, in.Where)
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "tandem resnapshot: %s\n", opsRedact(err.Error()))
-			if fault.Classify(err) == fault.Fatal {
+			if fault.Classify(err) == fault.Fatal || errors.Is(err, pg.ErrNoTable) {
 				return exitUsage
 			}
 			return exitCantRun
@@ -98,6 +104,11 @@ func runResnapshot(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return resnapshotExecution(ctx, env, in, before, !*noWait, *interval, stdout, stderr)
 	}
 	return resnapshotHere(ctx, env, in, *interval, stdout, stderr)
+}
+
+func configured(env *pipeline.Env, id ident.Table) bool {
+	_, ok := env.Config.TableFor(id)
+	return ok
 }
 
 // resnapshotHere runs the pieces in this process.

@@ -143,6 +143,9 @@ func TestResnapshotWhere(t *testing.T) {
 			t.Errorf("--where %q: exit %d, stderr %q; want exit %d naming public.items and %q", c.where, r.code, r.stderr, exitUsage, c.says)
 		}
 	}
+	if r := f.tandem("resnapshot", "nosuch"); r.code != exitUsage || !strings.Contains(r.stderr, "public.nosuch") {
+		t.Errorf("unknown table: exit %d, stderr %q", r.code, r.stderr)
+	}
 	if r := f.tandem("resnapshot", "pairs", "--where", "v = 'x'", "--in-process"); r.code != exitOK {
 		t.Errorf("a filter matching nothing: exit %d", r.code)
 	}

@@ -8,6 +8,11 @@
 // expected item is derived from §3 by this package's own decoding, not by shared/mapping
 // or shared/schema. Only the table's identity, its target name and the names of its key
 // columns (which configuration may choose) are taken from the *schema.Table.
+//
+// CompareWith's Options (used by `tandem verify`) set the parallel segments, compare a
+// random sample instead of the whole table, and look at each difference once more by
+// key; the look-ups by key are this package's own queries too (the key's text cast to
+// the column's type), never Tandem's row reader.
 package verify
 
 import (
