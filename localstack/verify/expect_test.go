@@ -156,7 +156,7 @@ func TestEqualAV(t *testing.T) {
 // array of the text output of the second and later key columns.
 func TestSortKey(t *testing.T) {
 	src := &source{columns: []column{
-		{"a", scalar(famInteger)}, {"b", scalar(famString)}, {"c", scalar(famTimestamptz)}, {"v", scalar(famString)},
+		{"a", scalar(famInteger), "integer"}, {"b", scalar(famString), "text"}, {"c", scalar(famTimestamptz), "timestamp with time zone"}, {"v", scalar(famString), "text"},
 	}}
 	ks, err := expectedKeySchema(src, []string{"a", "b", "c"})
 	if err != nil {

@@ -27,6 +27,9 @@ var sessionSettings = [][2]string{
 type column struct {
 	name string
 	typ  *colType
+	// sqlType is format_type() of the column's type: a key value given as text is cast
+	// to it for a look-up by key.
+	sqlType string
 }
 
 // source is the table as the catalog describes it.
@@ -35,6 +38,10 @@ type source struct {
 	// relations are read with FROM ONLY: the table itself, or the leaf partitions of a
 	// partitioned table (whose rows are its partitions' rows).
 	relations []uint32
+	// oid is the table's; partitioned says its rows are its partitions' (a look-up by key
+	// reads it without ONLY).
+	oid         uint32
+	partitioned bool
 }
 
 // catalog reads the columns of schemaName.name: dropped columns are not columns, and
@@ -51,7 +58,7 @@ func catalog(ctx context.Context, q pgx.Tx, schemaName, name string) (*source, e
 	if err != nil {
 		return nil, fmt.Errorf("verify: reading the catalog of %q.%q: %w", schemaName, name, err)
 	}
-	src := &source{relations: []uint32{oid}}
+	src := &source{relations: []uint32{oid}, oid: oid, partitioned: kind == "p"}
 	if kind == "p" {
 		rows, err := q.Query(ctx, "SELECT relid::oid FROM pg_partition_tree($1::oid) WHERE isleaf ORDER BY 1", oid)
 		if err != nil {
@@ -61,19 +68,20 @@ func catalog(ctx context.Context, q pgx.Tx, schemaName, name string) (*source, e
 			return nil, fmt.Errorf("verify: listing the partitions of %q.%q: %w", schemaName, name, err)
 		}
 	}
-	rows, err := q.Query(ctx, `SELECT attname, atttypid FROM pg_attribute
+	rows, err := q.Query(ctx, `SELECT attname, atttypid, format_type(atttypid, atttypmod) FROM pg_attribute
 		WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
 		ORDER BY attnum`, oid)
 	if err != nil {
 		return nil, fmt.Errorf("verify: reading the columns of %q.%q: %w", schemaName, name, err)
 	}
 	type att struct {
-		name string
-		typ  uint32
+		name    string
+		typ     uint32
+		sqlType string
 	}
 	atts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (att, error) {
 		var a att
-		return a, r.Scan(&a.name, &a.typ)
+		return a, r.Scan(&a.name, &a.typ, &a.sqlType)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("verify: reading the columns of %q.%q: %w", schemaName, name, err)
@@ -83,7 +91,7 @@ func catalog(ctx context.Context, q pgx.Tx, schemaName, name string) (*source, e
 		if err != nil {
 			return nil, err
 		}
-		src.columns = append(src.columns, column{name: a.name, typ: t})
+		src.columns = append(src.columns, column{name: a.name, typ: t, sqlType: a.sqlType})
 	}
 	return src, nil
 }
@@ -246,19 +254,17 @@ func readSegment(ctx context.Context, tx pgx.Tx, src *source, s segment, emit fu
 	if err := tx.QueryRow(ctx, "SELECT $1::oid::regclass::text", s.rel).Scan(&rel); err != nil {
 		return err
 	}
-	cols := make([]string, len(src.columns))
-	for i, c := range src.columns {
-		cols[i] = "t." + pgx.Identifier{c.name}.Sanitize()
-	}
-	sel := strings.Join(cols, ", ")
-	if sel == "" {
-		sel = "1" // a table without replicated columns still has rows
-	}
-	q := fmt.Sprintf("SELECT %s FROM ONLY %s t WHERE t.ctid >= '(%d,0)'::tid", sel, rel, s.from)
+	q := fmt.Sprintf("SELECT %s FROM ONLY %s t WHERE t.ctid >= '(%d,0)'::tid", src.selectList(), rel, s.from)
 	if s.to > 0 {
 		q += fmt.Sprintf(" AND t.ctid < '(%d,0)'::tid", s.to)
 	}
-	rows, err := tx.Query(ctx, q, pgx.QueryExecModeSimpleProtocol)
+	return queryRows(ctx, tx, src, q, emit)
+}
+
+// queryRows runs q (whose columns are src's) in the simple protocol, which returns every
+// value as its type's text output, and emits each row.
+func queryRows(ctx context.Context, tx pgx.Tx, src *source, q string, emit func(row), args ...any) error {
+	rows, err := tx.Query(ctx, q, append([]any{pgx.QueryExecModeSimpleProtocol}, args...)...)
 	if err != nil {
 		return err
 	}
@@ -275,6 +281,19 @@ func readSegment(ctx context.Context, tx pgx.Tx, src *source, s segment, emit fu
 		emit(r)
 	}
 	return rows.Err()
+}
+
+// selectList is the columns of src, qualified by the alias t.
+func (src *source) selectList() string {
+	cols := make([]string, len(src.columns))
+	for i, c := range src.columns {
+		cols[i] = "t." + pgx.Identifier{c.name}.Sanitize()
+	}
+	sel := strings.Join(cols, ", ")
+	if sel == "" {
+		sel = "1" // a table without replicated columns still has rows
+	}
+	return sel
 }
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

@@ -8,6 +8,11 @@
 // expected item is derived from §3 by this package's own decoding, not by shared/mapping
 // or shared/schema. Only the table's identity, its target name and the names of its key
 // columns (which configuration may choose) are taken from the *schema.Table.
+//
+// CompareWith's Options (used by `tandem verify`) set the parallel segments, compare a
+// random sample instead of the whole table, and look at each difference once more by
+// key; the look-ups by key are this package's own queries too (the key's text cast to
+// the column's type), never Tandem's row reader.
 package verify
 
 import (
@@ -58,6 +63,12 @@ type Diff struct {
 	// Want and Got are rendered attribute values (or items), clipped; "absent" when
 	// there is none.
 	Want, Got string
+
+	// id, keyTexts and keyItem name the item key for a second look (Options.Recheck):
+	// its identity, the text of each key column, and the item key's attributes.
+	id       string
+	keyTexts []string
+	keyItem  item
 }
 
 func (d Diff) String() string {
@@ -92,6 +103,11 @@ type Result struct {
 	// Diffs holds the first MaxDiffs differences in key order; Total counts them all.
 	Diffs []Diff
 	Total int
+	// Sample is the number of rows and items sampled (0: the whole table was compared).
+	Sample int
+	// Unchecked counts differences (included in Total) not looked at again by key, past
+	// Options.MaxDiffs confirmed ones (Options.Recheck).
+	Unchecked int
 }
 
 // MaxDiffs bounds the differences kept in a Result.
@@ -113,6 +129,9 @@ func (r Result) Of(k Kind) []Diff {
 
 func (r Result) String() string {
 	if r.Equal() {
+		if r.Sample > 0 {
+			return fmt.Sprintf("%s: a sample of %d rows and %d items, equal", r.Table, r.Rows, r.Items+r.Tombstones)
+		}
 		return fmt.Sprintf("%s: %d rows, equal", r.Table, r.Rows)
 	}
 	lines := make([]string, len(r.Diffs))
@@ -126,13 +145,21 @@ func (r Result) String() string {
 		r.Table, r.Rows, r.Items, r.Tombstones, r.Total, strings.Join(lines, "\n  "))
 }
 
-// parallelism is how many PostgreSQL page ranges and DynamoDB scan segments are read at once.
+// parallelism is how many PostgreSQL page ranges and DynamoDB scan segments are read at
+// once when Options.Segments is not set.
 const parallelism = 4
 
 // Compare reads t's rows from PostgreSQL and its target from DynamoDB and compares them.
 // Only t's Schema, Name, Target and the names of its Key columns are used.
 func Compare(ctx context.Context, pool *pgxpool.Pool, db *dynamodb.Client, t *schema.Table) (Result, error) {
-	res := Result{Table: t.Source()}
+	return CompareWith(ctx, pool, db, t, Options{})
+}
+
+// CompareWith is Compare with options: how many parallel segments, a sample instead of
+// the whole table, and a second look at each difference.
+func CompareWith(ctx context.Context, pool *pgxpool.Pool, db *dynamodb.Client, t *schema.Table, o Options) (Result, error) {
+	o = o.withDefaults()
+	res := Result{Table: t.Source(), Sample: o.Sample}
 	if len(t.Key) == 0 {
 		return res, fmt.Errorf("verify: %s has no key columns", t.Source())
 	}
@@ -140,74 +167,121 @@ func Compare(ctx context.Context, pool *pgxpool.Pool, db *dynamodb.Client, t *sc
 	for i, ci := range t.Key {
 		keyCols[i] = t.Columns[ci].Name
 	}
-
-	type scanned struct {
-		items []item
-		err   error
-	}
-	scan := make(chan scanned, 1)
-	go func() {
-		items, err := scanAll(ctx, db, t.Target, parallelism)
-		scan <- scanned{items, err}
-	}()
-
-	var rows []row
-	workers := parallelism
+	workers := o.Segments
 	if m := int(pool.Config().MaxConns); m < workers {
 		workers = max(m, 1)
 	}
-	src, err := readRows(ctx, pool, t.Schema, t.Name, workers, func(r row) { rows = append(rows, r) })
-	scannedItems := <-scan
-	if err != nil {
-		return res, err
+
+	var (
+		src   *source
+		rows  []row
+		items []item
+		err   error
+	)
+	if o.Sample > 0 {
+		src, rows, items, err = sampleBoth(ctx, pool, db, t, keyCols, o.Sample, workers, o.Segments)
+		if err != nil {
+			return res, err
+		}
+	} else {
+		type scanned struct {
+			items []item
+			err   error
+		}
+		scan := make(chan scanned, 1)
+		go func() {
+			items, err := scanAll(ctx, db, t.Target, o.Segments)
+			scan <- scanned{items, err}
+		}()
+		src, err = readRows(ctx, pool, t.Schema, t.Name, workers, func(r row) { rows = append(rows, r) })
+		scannedItems := <-scan
+		if err != nil {
+			return res, err
+		}
+		items, err = scannedItems.items, scannedItems.err
 	}
 
+	ks, err2 := expectedKeySchema(src, keyCols)
+	if err2 != nil {
+		return res, fmt.Errorf("verify: %s: %w", t.Source(), err2)
+	}
+	got, exists, err2 := targetKeySchema(ctx, db, t.Target)
+	if err2 != nil {
+		return res, err2
+	}
 	var diffs []Diff
-	ks, err := expectedKeySchema(src, keyCols)
-	if err != nil {
-		return res, fmt.Errorf("verify: %s: %w", t.Source(), err)
-	}
-	got, exists, err := targetKeySchema(ctx, db, t.Target)
-	if err != nil {
-		return res, err
-	}
 	switch {
 	case !exists:
 		diffs = append(diffs, Diff{Kind: KeySchema, Key: t.Target, Want: ks.String(), Got: "no such table"})
-		scannedItems = scanned{}
+		items, err = nil, nil
 	case got.hash != ks.hash || got.hashType != ks.hashType || got.rng != ks.rng || got.rngType != ks.rngType:
 		diffs = append(diffs, Diff{Kind: KeySchema, Key: t.Target, Want: ks.String(), Got: got.String()})
 	}
-	if scannedItems.err != nil {
-		return res, scannedItems.err
+	if err != nil {
+		return res, err
 	}
 
+	found, counts := compareSets(src, ks, rows, items)
+	res.Rows, res.Items, res.Tombstones = counts.rows, counts.items, counts.tombstones
+	diffs = append(diffs, found...)
+	sortDiffs(diffs)
+	if o.Recheck && exists {
+		if diffs, res.Unchecked, err = recheck(ctx, pool, db, t.Target, src, ks, diffs, o); err != nil {
+			return res, err
+		}
+	}
+	res.Total = len(diffs) + res.Unchecked
+	if len(diffs) > o.MaxDiffs {
+		diffs = diffs[:o.MaxDiffs]
+	}
+	res.Diffs = diffs
+	return res, nil
+}
+
+func sortDiffs(diffs []Diff) {
+	sort.SliceStable(diffs, func(i, j int) bool {
+		if diffs[i].Key != diffs[j].Key {
+			return diffs[i].Key < diffs[j].Key
+		}
+		return diffs[i].Attr < diffs[j].Attr
+	})
+}
+
+// counts are what compareSets saw: PostgreSQL rows, live items and tombstones.
+type counts struct{ rows, items, tombstones int }
+
+// compareSets compares PostgreSQL rows with DynamoDB items: every row must have its live
+// item, equal to what §3 prescribes, and every live item its row. Each difference about
+// one item key carries the key's identity and text (for a second look by key).
+func compareSets(src *source, ks keySchema, rows []row, items []item) ([]Diff, counts) {
+	var diffs []Diff
 	// What PostgreSQL says the items must be, by item key.
 	type wantItem struct {
 		key   string
 		attrs item
+		texts []string
 	}
 	want := map[string]*wantItem{}
 	var order []string
 	for _, r := range rows {
 		attrs, problems := expectItem(src, ks, r)
 		k := ks.keyString(attrs)
-		for _, p := range problems {
-			diffs = append(diffs, Diff{Kind: Unmappable, Key: k, Attr: p.attr, Want: p.err})
-		}
 		id := ks.keyID(attrs)
+		texts := src.keyTextsOfRow(ks, r)
+		for _, p := range problems {
+			diffs = append(diffs, Diff{Kind: Unmappable, Key: k, Attr: p.attr, Want: p.err, id: id, keyTexts: texts, keyItem: ks.keyOf(attrs)})
+		}
 		if _, dup := want[id]; dup {
 			diffs = append(diffs, Diff{Kind: Duplicate, Key: k, Want: "one PostgreSQL row per item key", Got: "two rows with this key"})
 			continue
 		}
-		want[id] = &wantItem{key: k, attrs: attrs}
+		want[id] = &wantItem{key: k, attrs: attrs, texts: texts}
 		order = append(order, id)
 	}
-	res.Rows = len(rows)
 
 	live := map[string]item{}
 	tomb := map[string]item{}
-	for _, it := range scannedItems.items {
+	for _, it := range items {
 		id := ks.keyID(it)
 		if _, dup := live[id]; dup {
 			diffs = append(diffs, Diff{Kind: Duplicate, Key: ks.keyString(it), Got: "the scan returned this key twice"})
@@ -223,39 +297,30 @@ func Compare(ctx context.Context, pool *pgxpool.Pool, db *dynamodb.Client, t *sc
 			live[id] = it
 		}
 	}
-	res.Items, res.Tombstones = len(live), len(tomb)
 
 	for _, id := range order {
 		w := want[id]
+		keyed := func(d Diff) Diff { d.id, d.keyTexts, d.keyItem = id, w.texts, ks.keyOf(w.attrs); return d }
 		it, ok := live[id]
 		if !ok {
 			if tb, isTomb := tomb[id]; isTomb {
-				diffs = append(diffs, Diff{Kind: Deleted, Key: w.key, Want: clip(renderItem(w.attrs)), Got: fmt.Sprintf("(%s %s, %s %s)", attrLSN, renderKey(tb[attrLSN]), attrSrc, renderKey(tb[attrSrc]))})
+				diffs = append(diffs, keyed(Diff{Kind: Deleted, Key: w.key, Want: clip(renderItem(w.attrs)), Got: fmt.Sprintf("(%s %s, %s %s)", attrLSN, renderKey(tb[attrLSN]), attrSrc, renderKey(tb[attrSrc]))}))
 			} else {
-				diffs = append(diffs, Diff{Kind: Missing, Key: w.key, Want: clip(renderItem(w.attrs))})
+				diffs = append(diffs, keyed(Diff{Kind: Missing, Key: w.key, Want: clip(renderItem(w.attrs))}))
 			}
 			continue
 		}
-		diffs = append(diffs, compareItem(w.key, w.attrs, it)...)
+		for _, d := range compareItem(w.key, w.attrs, it) {
+			diffs = append(diffs, keyed(d))
+		}
 	}
 	for id, it := range live {
 		if _, ok := want[id]; !ok {
-			diffs = append(diffs, Diff{Kind: Extra, Key: ks.keyString(it), Got: clip(renderItem(it))})
+			texts, _ := ks.keyTextsOfItem(it)
+			diffs = append(diffs, Diff{Kind: Extra, Key: ks.keyString(it), Got: clip(renderItem(it)), id: id, keyTexts: texts, keyItem: ks.keyOf(it)})
 		}
 	}
-
-	sort.SliceStable(diffs, func(i, j int) bool {
-		if diffs[i].Key != diffs[j].Key {
-			return diffs[i].Key < diffs[j].Key
-		}
-		return diffs[i].Attr < diffs[j].Attr
-	})
-	res.Total = len(diffs)
-	if len(diffs) > MaxDiffs {
-		diffs = diffs[:MaxDiffs]
-	}
-	res.Diffs = diffs
-	return res, nil
+	return diffs, counts{rows: len(rows), items: len(live), tombstones: len(tomb)}
 }
 
 // expectedKeySchema is §3's item key for the key columns.

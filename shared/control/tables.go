@@ -66,7 +66,11 @@ type TableState struct {
 	Shape []string `dynamodbav:"shape,omitempty"`
 	// Degraded says why the target lacks a change (a dead letter): the table is not
 	// consistent until snapshotted again.
-	Degraded   string `dynamodbav:"degraded,omitempty"`
+	Degraded string `dynamodbav:"degraded,omitempty"`
+	// Filter, set for a filtered re-snapshot (a repair), is the SQL boolean expression
+	// the epoch's chunks add to their WHERE: only matching rows are copied again, and
+	// its finalize sweeps no orphans (rows outside the filter were not rewritten).
+	Filter     string `dynamodbav:"filter,omitempty"`
 	Error      string `dynamodbav:"error,omitempty"`
 	StartedAt  string `dynamodbav:"started_at,omitempty"`
 	FinishedAt string `dynamodbav:"finished_at,omitempty"`
@@ -120,6 +124,9 @@ type PlanOptions struct {
 	FloorLSN uint64
 	// Runner records who runs the snapshot ("" for the state machine, RunnerStreamer).
 	Runner string
+	// Filter, with Reset, makes the new epoch a filtered re-snapshot (TableState.Filter):
+	// the table stays degraded, since rows outside the filter are not copied again.
+	Filter string
 }
 
 // RunnerStreamer marks snapshots the streamer runs in-process.
@@ -180,8 +187,13 @@ func (s *Store) Plan(ctx context.Context, source string, o PlanOptions) (TableSt
 				Set(ddb.Name("rows_copied"), expression.Value(0)).
 				Set(ddb.Name("chunks"), expression.Value(0)).
 				Set(ddb.Name("consistent"), expression.Value(false)).
-				Remove(ddb.Name("cursor")).Remove(ddb.Name("consistent_lsn")).Remove(ddb.Name("degraded")).
+				Remove(ddb.Name("cursor")).Remove(ddb.Name("consistent_lsn")).
 				Remove(ddb.Name("started_at")).Remove(ddb.Name("finished_at"))
+			if o.Filter != "" {
+				upd = upd.Set(ddb.Name("filter"), expression.Value(o.Filter))
+			} else {
+				upd = upd.Remove(ddb.Name("filter")).Remove(ddb.Name("degraded"))
+			}
 			if o.FloorLSN > 0 {
 				upd = upd.Set(ddb.Name("floor_lsn"), expression.Value(o.FloorLSN))
 			}

@@ -30,6 +30,14 @@ type Chunk struct {
 func ReadChunk(ctx context.Context, pool interface {
 	BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
 }, t *schema.Table, after, upTo []string, limit int) (Chunk, error) {
+	return ReadChunkWhere(ctx, pool, t, after, upTo, limit, "")
+}
+
+// ReadChunkWhere is ReadChunk of the rows matching filter, a boolean SQL expression on
+// the table checked by CheckFilter ("" for every row): a filtered re-snapshot.
+func ReadChunkWhere(ctx context.Context, pool interface {
+	BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
+}, t *schema.Table, after, upTo []string, limit int, filter string) (Chunk, error) {
 	var c Chunk
 	tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
@@ -40,6 +48,9 @@ func ReadChunk(ctx context.Context, pool interface {
 	sql := "SELECT " + columnList(t) + " FROM " + fromTable(t)
 	args := make([]any, 0, len(after)+len(upTo))
 	var where []string
+	if filter != "" {
+		where = append(where, "("+filter+")")
+	}
 	if after != nil {
 		where = append(where, keyTuple(t)+" > "+keyParams(t, len(args)))
 		for _, v := range after {

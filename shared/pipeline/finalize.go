@@ -88,7 +88,7 @@ func (e *Env) FinalizeSegments(ctx context.Context, table string) (SegmentsOutpu
 		return out, nil
 	}
 	sweep, err := json.Marshal(target.Sweep{FenceLSN: st.FenceLSN, Epoch: st.Epoch, Floor: st.FloorLSN,
-		Orphans: st.Epoch > 1 || st.FloorLSN > 0, TombstonesUpTo: cp.AppliedLSN})
+		Orphans: (st.Epoch > 1 || st.FloorLSN > 0) && st.Filter == "", TombstonesUpTo: cp.AppliedLSN})
 	if err != nil {
 		return out, err
 	}

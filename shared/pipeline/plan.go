@@ -20,6 +20,11 @@ import (
 type PlanInput struct {
 	// Reset restarts every table's snapshot from its first key.
 	Reset bool `json:"reset,omitempty"`
+	// Tables, when set, re-snapshots only these tables (canonical names, package ident)
+	// and leaves every other table as it is (see planTables); Where, with Tables, copies
+	// again only the rows matching it (a filtered re-snapshot, a repair).
+	Tables []string `json:"tables,omitempty"`
+	Where  string   `json:"where,omitempty"`
 }
 
 // PlanOutput lists the tables to snapshot and their key ranges; the state machine maps
@@ -61,6 +66,9 @@ type PlanTable struct {
 // one no longer configured or published is marked removed. It records nothing for the
 // tables when any table is refused.
 func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
+	if len(in.Tables) > 0 || in.Where != "" {
+		return e.planTables(ctx, in)
+	}
 	cfg := e.Config
 	out := PlanOutput{Slot: cfg.Slot, MaxConcurrency: cfg.MaxConcurrency}
 	if err := pg.CheckServer(ctx, e.PG); err != nil {

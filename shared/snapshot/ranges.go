@@ -152,7 +152,7 @@ func (c *Copier) copyRange(ctx context.Context, t *schema.Table, st control.Tabl
 	reads := make(chan read, 1)
 	fetch := func(after []string) {
 		go func() {
-			ch, err := pg.ReadChunk(ctx, c.PG, t, after, upTo, c.ChunkSize)
+			ch, err := pg.ReadChunkWhere(ctx, c.PG, t, after, upTo, c.ChunkSize, st.Filter)
 			reads <- read{ch, err}
 		}()
 	}
