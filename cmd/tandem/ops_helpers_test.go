@@ -35,7 +35,7 @@ func (f *cliFixture) opsPipe() *pipeline.Env {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	pool, err := pg.Open(f.ctx, f.url, 12)
+	pool, err := pg.Open(f.ctx, pg.Source{URL: f.url}, 12)
 	if err != nil {
 		f.t.Fatal(err)
 	}
