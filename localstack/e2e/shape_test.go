@@ -184,17 +184,21 @@ func TestShapeReplicaIdentityIndex(t *testing.T) {
 	f.assertConverged("public.keyed")
 }
 
-// TestShapeDeferrablePrimaryKey: a DEFERRABLE primary key cannot be a replica identity.
-// Plan refuses before it creates the publication, so the application's UPDATE and DELETE
-// keep working; the other tables replicate once the table is left out.
+// TestShapeDeferrablePrimaryKey: a DEFERRABLE primary key is refused, whatever the
+// replica identity (its rows may swap keys inside a transaction). Plan refuses before it
+// creates the publication, so the application's UPDATE and DELETE keep working; the other
+// tables replicate once the table is left out.
 func TestShapeDeferrablePrimaryKey(t *testing.T) {
 	f := newFixture(t, `
 		CREATE TABLE deferred (id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED, v text);
+		CREATE TABLE deferred_full (id int PRIMARY KEY DEFERRABLE, v text);
+		ALTER TABLE deferred_full REPLICA IDENTITY FULL;
 		CREATE TABLE normal (id int PRIMARY KEY, v text);
 		INSERT INTO deferred SELECT g, 'd' || g FROM generate_series(1, 10) g;
 		INSERT INTO normal SELECT g, 'n' || g FROM generate_series(1, 30) g;`, nil)
 	_, err := f.env.Plan(f.ctx, pipeline.PlanInput{})
-	wantErr(t, "plan", err, "public.deferred", "DEFERRABLE primary key", "REPLICA IDENTITY FULL", "NOT DEFERRABLE", "configured tables")
+	wantErr(t, "plan", err, "public.deferred", "DEFERRABLE primary key", "swap keys", "NOT DEFERRABLE", "configured tables")
+	wantErr(t, "plan", err, "public.deferred_full", "DEFERRABLE primary key")
 	var pubs int
 	if err := f.src.QueryRow(f.ctx, "SELECT count(*) FROM pg_publication").Scan(&pubs); err != nil || pubs != 0 {
 		t.Errorf("a refused plan left %d publication(s) (%v)", pubs, err)
@@ -213,8 +217,12 @@ func TestShapeDeferrablePrimaryKey(t *testing.T) {
 	f.waitCaughtUp()
 	f.assertConverged("public.normal")
 
-	// Configured explicitly, it is refused with the same reason, and the publication is not extended.
-	f.cfg.Tables = append(f.cfg.Tables, config.Table{Source: "public.deferred"})
+	// Configured explicitly, each is refused with the same reason, and the publication is
+	// not extended.
+	f.cfg.Tables = append(f.cfg.Tables, config.Table{Source: "public.deferred_full"})
+	_, err = f.env.Plan(f.ctx, pipeline.PlanInput{})
+	wantErr(t, "plan", err, "public.deferred_full", "DEFERRABLE primary key", "not creating or extending publication")
+	f.cfg.Tables = []config.Table{{Source: "public.normal"}, {Source: "public.deferred"}}
 	_, err = f.env.Plan(f.ctx, pipeline.PlanInput{})
 	wantErr(t, "plan", err, "public.deferred", "DEFERRABLE primary key", "not creating or extending publication")
 	f.exec("UPDATE deferred SET v = 'writable after the second plan' WHERE id = 5")

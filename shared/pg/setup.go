@@ -144,8 +144,8 @@ type IdentityProblem struct {
 
 // IdentityProblems lists the tables among tables (partitions of a partitioned one
 // included; none: every table FOR ALL TABLES publishes) that have no usable replica
-// identity: no primary key with REPLICA IDENTITY DEFAULT, a DEFERRABLE primary key (which
-// PostgreSQL never uses as the identity), a lost identity index, or REPLICA IDENTITY NOTHING.
+// identity: no primary key with REPLICA IDENTITY DEFAULT, a DEFERRABLE primary key
+// (whatever the identity: see below), a lost identity index, or REPLICA IDENTITY NOTHING.
 func IdentityProblems(ctx context.Context, q Querier, tables []ident.Table) ([]IdentityProblem, error) {
 	rows, err := q.Query(ctx, `
 		SELECT n.nspname, c.relname, c.relreplident::text,
@@ -156,10 +156,11 @@ func IdentityProblems(ctx context.Context, q Querier, tables []ident.Table) ([]I
 		        SELECT to_regclass(u.name) FROM unnest($1::text[]) u(name)
 		        UNION ALL -- pg_partition_tree lists nothing for a table that is not partitioned
 		        SELECT t.relid FROM unnest($1::text[]) u(name), pg_partition_tree(to_regclass(u.name)) t))
-		  AND CASE c.relreplident
+		  AND (EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND NOT i.indimmediate)
+		   OR CASE c.relreplident
 		        WHEN 'd' THEN NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND i.indimmediate)
 		        WHEN 'i' THEN NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)
-		        ELSE c.relreplident = 'n' END
+		        ELSE c.relreplident = 'n' END)
 		ORDER BY 1, 2`, regclassTexts(tables))
 	if err != nil {
 		return nil, fmt.Errorf("postgres: checking the replica identity of the tables to publish: %w", err)
@@ -176,10 +177,13 @@ func IdentityProblems(ctx context.Context, q Querier, tables []ident.Table) ([]I
 		table := t.String()
 		var problem string
 		switch {
-		case replident == "d" && deferrable:
-			// PostgreSQL never uses a DEFERRABLE key as the replica identity.
-			problem = "table " + table + " has a DEFERRABLE primary key, which cannot be a replica identity " +
-				"(fix: ALTER TABLE " + t.SQL() + " REPLICA IDENTITY FULL, or re-create the primary key NOT DEFERRABLE)"
+		case deferrable:
+			// PostgreSQL never uses a DEFERRABLE key as the replica identity, and even with
+			// REPLICA IDENTITY FULL one transaction may swap two rows' keys (1→2, then 2→1):
+			// applied change by change, the second change's removal of key 2 would remove
+			// the row the first one moved there.
+			problem = "table " + table + " has a DEFERRABLE primary key: two rows may swap keys inside a transaction, " +
+				"which one item per key cannot follow (fix: re-create the primary key NOT DEFERRABLE)"
 		case replident == "d":
 			problem = "table " + table + " has no primary key and REPLICA IDENTITY DEFAULT"
 		case replident == "i":
