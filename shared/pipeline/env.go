@@ -21,14 +21,17 @@ import (
 	"tandem/shared/invoke"
 	"tandem/shared/pg"
 	"tandem/shared/schema"
+	"tandem/shared/snapshot"
 	"tandem/shared/target"
 )
 
 // Env is what every handler uses: configuration and clients, created once per process
 // (a Lambda container reuses them across invocations).
 type Env struct {
-	Config  *config.Config
-	PG      *pgxpool.Pool
+	Config *config.Config
+	PG     *pgxpool.Pool
+	// PGError says why PG is nil (NewStatusEnv: the status is read without PostgreSQL).
+	PGError error
 	DB      *dynamodb.Client
 	Control *control.Store
 	Writer  *target.Writer
@@ -36,6 +39,9 @@ type Env struct {
 	Log     *slog.Logger
 	// Metrics receives CloudWatch EMF records (nil: none). Lambda sends stdout to its logs.
 	Metrics io.Writer
+	// Progress, when set, is told each snapshot range's progress after every chunk
+	// (snapshot.Copier.OnChunk).
+	Progress func(snapshot.ChunkProgress)
 }
 
 // NewEnv loads the configuration and connects to PostgreSQL and DynamoDB.
@@ -59,7 +65,7 @@ func NewEnv(ctx context.Context) (*Env, error) {
 		return nil, err
 	}
 	env := FromParts(cfg, pool, db, NewLogger())
-	if os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" {
+	if invoke.InLambda() {
 		env.Metrics = os.Stdout // outside Lambda, stdout carries the handler's JSON result
 	}
 	return env, nil
@@ -115,6 +121,11 @@ func Main[In, Out any](name string, handler func(*Env, context.Context, In) (Out
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(1)
+	}
+	if !invoke.InLambda() {
+		// Run by hand (the pieces one by one): a long snapshot says how far it is, on
+		// stderr, while stdout keeps only the JSON result.
+		env.Progress = NewProgressPrinter(os.Stderr).Chunk
 	}
 	invoke.Start(func(ctx context.Context, in In) (Out, error) {
 		out, err := handler(env, ctx, in)
