@@ -83,7 +83,7 @@ func (p *ProgressPrinter) line(c snapshot.ChunkProgress, now time.Time) string {
 	if secs := now.Sub(p.began).Seconds(); secs > 0 {
 		rate = float64(mine) / secs
 	}
-	est := Estimate{Copied: table, Total: c.RowsEstimate, Rate: rate}
+	est := Estimate{Copied: table, Total: c.RowsEstimate, Rate: rate, Done: done == max(c.Of, 1)}
 	s := fmt.Sprintf("snapshot %s: %s", c.Table, human.Count(table))
 	if c.RowsEstimate >= 0 {
 		s += " of ~" + human.Count(c.RowsEstimate)
