@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -14,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 
+	"tandem/localstack/testenv"
 	"tandem/shared/config"
 	"tandem/shared/ddb"
 	"tandem/shared/pg"
@@ -375,5 +379,79 @@ func TestStatusFailedPlan(t *testing.T) {
 	if r.code != exitProblem || s.Execution == nil || s.Execution.Name != "snapshot-1" || s.Execution.Status != "FAILED" ||
 		s.Execution.State != "Plan" || s.Execution.Error != "PermanentError" || s.Execution.Cause != message {
 		t.Errorf("status --json after a failed plan: exit %d, execution %+v", r.code, s.Execution)
+	}
+}
+
+// TestSnapshotProgressByHand: the snapshot handler run by hand (outside Lambda, as the
+// pieces one by one run it) prints its progress to stderr as it goes, while stdout
+// holds only its JSON result.
+func TestSnapshotProgressByHand(t *testing.T) {
+	f := newCLIFixture(t, `
+		CREATE TABLE items (id int PRIMARY KEY, name text);
+		INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 200) g;
+		ANALYZE items;`,
+		func(c *config.Config) { c.ChunkSize, c.MaxRanges = 20, 1 })
+	if _, err := f.pipelineEnv().Plan(f.ctx, pipeline.PlanInput{}); err != nil {
+		t.Fatal(err)
+	}
+	handler, err := testenv.Binary("tandem/functions/snapshot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(f.ctx, handler, `{"table": "public.items"}`)
+	cmd.Env = append(append(os.Environ(), env.Moto.EnvVars()...), "TANDEM_CONFIG_FILE="+f.configFile)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("snapshot handler: %v\n%s", err, stderr.String())
+	}
+	var res struct {
+		Done       bool  `json:"done"`
+		RowsCopied int64 `json:"rows_copied"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil || !res.Done || res.RowsCopied != 200 {
+		t.Errorf("stdout is not the handler's result alone (%v): %q", err, stdout.String())
+	}
+	var progress []string
+	for _, l := range strings.Split(stderr.String(), "\n") {
+		if strings.HasPrefix(l, "snapshot public.items: ") {
+			progress = append(progress, l)
+		}
+	}
+	t.Logf("progress lines:\n%s", strings.Join(progress, "\n"))
+	if len(progress) < 2 || !strings.HasPrefix(progress[0], "snapshot public.items: 20 of ~200 rows (10%), ") ||
+		!strings.Contains(progress[0], " rows/s") || !strings.Contains(progress[0], "; range 1/1: 20 rows") {
+		t.Fatalf("progress lines %q: want the first chunk's, then more", progress)
+	}
+	if last := progress[len(progress)-1]; !strings.HasPrefix(last, "snapshot public.items: 200 of ~200 rows (100%), ") ||
+		!strings.HasSuffix(last, "range 1/1: 200 rows, done") {
+		t.Errorf("last progress line %q: want the range done, 100%%", last)
+	}
+}
+
+// TestStatusWatch: --watch redraws in place (cursor home, lines cleared) every interval
+// until interrupted, and ends with the last read's exit code.
+func TestStatusWatch(t *testing.T) {
+	f := newCLIFixture(t, `CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 5);`, nil)
+	e := f.pipelineEnv()
+	if _, err := e.Plan(f.ctx, pipeline.PlanInput{}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, "status", "--config", f.configFile, "--watch", "--interval", "200ms")
+	cmd.Env = append(os.Environ(), env.Moto.EnvVars()...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	frames := strings.Count(stdout.String(), "\x1b[H")
+	if err != nil || frames < 3 || strings.Count(stdout.String(), "Tandem status at") != frames ||
+		!strings.Contains(stdout.String(), "public.items  pending") || !strings.Contains(stdout.String(), "\x1b[K\n") {
+		t.Errorf("watch: %v, %d frames, stdout %q, stderr %q", err, frames, stdout.String(), stderr.String())
 	}
 }

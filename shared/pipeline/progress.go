@@ -37,9 +37,10 @@ type rangeProgress struct {
 	done        bool
 }
 
-// NewProgressPrinter prints to w, at most one line every two seconds.
+// NewProgressPrinter prints to w, at most one line every two seconds; rates count from
+// now.
 func NewProgressPrinter(w io.Writer) *ProgressPrinter {
-	return &ProgressPrinter{W: w, Every: 2 * time.Second, Now: time.Now}
+	return &ProgressPrinter{W: w, Every: 2 * time.Second, Now: time.Now, began: time.Now()}
 }
 
 // Chunk takes one range's progress (snapshot.Copier.OnChunk).
@@ -48,7 +49,10 @@ func (p *ProgressPrinter) Chunk(c snapshot.ChunkProgress) {
 	defer p.mu.Unlock()
 	now := p.Now()
 	if p.ranges == nil {
-		p.ranges, p.began = map[rangeKey]*rangeProgress{}, now
+		p.ranges = map[rangeKey]*rangeProgress{}
+	}
+	if p.began.IsZero() {
+		p.began = now
 	}
 	k := rangeKey{c.Table, c.Range}
 	r, ok := p.ranges[k]
@@ -65,25 +69,45 @@ func (p *ProgressPrinter) Chunk(c snapshot.ChunkProgress) {
 }
 
 // line is e.g. "snapshot public.orders: 12,000 of ~30,000 rows (40%), 1,500 rows/s,
-// about 12s left; range 3/8: 1,500 rows, done".
+// about 12s left; range 3/8: 1,500 rows, done". The table's totals are shown once every
+// range of it reported here (the whole table runs in this process); before, or when
+// this process copies only some ranges, the range's own progress is.
 func (p *ProgressPrinter) line(c snapshot.ChunkProgress, now time.Time) string {
-	var table, mine int64
-	done := 0
+	var table, mine, rangeMine int64
+	seen, done := 0, 0
 	for k, r := range p.ranges {
 		if k.table != c.Table {
 			continue
 		}
+		seen++
 		table += r.rows
 		mine += r.rows - r.first
+		if k.index == c.Range {
+			rangeMine = r.rows - r.first
+		}
 		if r.done {
 			done++
 		}
 	}
-	rate := 0.0
-	if secs := now.Sub(p.began).Seconds(); secs > 0 {
-		rate = float64(mine) / secs
+	of := max(c.Of, 1)
+	secs := now.Sub(p.began).Seconds()
+	rate := func(rows int64) float64 {
+		if secs <= 0 {
+			return 0
+		}
+		return float64(rows) / secs
 	}
-	est := Estimate{Copied: table, Total: c.RowsEstimate, Rate: rate, Done: done == max(c.Of, 1)}
+	if seen < of {
+		s := fmt.Sprintf("snapshot %s range %d/%d: %s rows, %s rows/s", c.Table, c.Range+1, of, human.Count(c.RowsCopied), human.Rate(rate(rangeMine)))
+		if c.Done {
+			s += ", done"
+		}
+		if c.RowsEstimate >= 0 {
+			s += fmt.Sprintf(" (the table: ~%s rows in %d ranges)", human.Count(c.RowsEstimate), of)
+		}
+		return s
+	}
+	est := Estimate{Copied: table, Total: c.RowsEstimate, Rate: rate(mine), Done: done == of}
 	s := fmt.Sprintf("snapshot %s: %s", c.Table, human.Count(table))
 	if c.RowsEstimate >= 0 {
 		s += " of ~" + human.Count(c.RowsEstimate)
@@ -94,18 +118,20 @@ func (p *ProgressPrinter) line(c snapshot.ChunkProgress, now time.Time) string {
 	if pct, ok := est.Percent(); ok {
 		s += fmt.Sprintf(" (%.0f%%)", pct)
 	}
-	s += ", " + human.Rate(rate) + " rows/s"
-	if left, ok := est.Left(); ok {
+	s += ", " + human.Rate(est.Rate) + " rows/s"
+	switch left, ok := est.Left(); {
+	case est.Done:
+	case ok:
 		s += ", about " + human.Duration(left) + " left"
-	} else {
+	default:
 		s += ", time left unknown"
 	}
-	s += fmt.Sprintf("; range %d/%d: %s rows", c.Range+1, max(c.Of, 1), human.Count(c.RowsCopied))
+	s += fmt.Sprintf("; range %d/%d: %s rows", c.Range+1, of, human.Count(c.RowsCopied))
 	if c.Done {
 		s += ", done"
 	}
-	if c.Of > 1 {
-		s += fmt.Sprintf(" (%d/%d ranges done in this run)", done, c.Of)
+	if of > 1 {
+		s += fmt.Sprintf(" (%d/%d ranges done)", done, of)
 	}
 	return s
 }
