@@ -31,8 +31,8 @@ to read (no control table, DynamoDB unreachable) or the configuration is invalid
 streamer that is down is shown, not counted: it may be stopped on purpose. With --watch,
 the exit code is that of the last read.
 
---json prints pipeline.StatusOutput (the status Lambda's fields, plus "execution");
-with --watch, one JSON document per line per read.`
+--json prints the same for scripts: the status Lambda's fields, plus "execution" (see
+the README's "Reading its status"); with --watch, one JSON document per line per read.`
 
 // runStatus is `tandem status`.
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {

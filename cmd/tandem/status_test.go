@@ -289,6 +289,27 @@ func TestStatusAfterFailure(t *testing.T) {
 			t.Errorf("broken in JSON: %+v", tb)
 		}
 	}
+
+	// The status Lambda as the state machine's Report state calls it, with the Map's
+	// results: the Failed state's (reason recorded), and Failure not recorded's (the
+	// caught error is all there is).
+	var in pipeline.StatusInput
+	if err := json.Unmarshal([]byte(`{"results": [
+		{"table": "public.good", "range": 0, "state": "done", "rows_copied": 5},
+		{"table": "public.broken", "state": "failed", "error": "PermanentError"},
+		{"table": "public.lost", "state": "failed", "error": "States.Timeout",
+		 "failure": {"Error": "States.Timeout", "Cause": "{\"errorMessage\": \"Task timed out after 900.00 seconds\"}"}}]}`), &in); err != nil {
+		t.Fatal(err)
+	}
+	report, err := e.Status(f.ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []pipeline.Failure{{Table: "public.broken", Error: reason}, {Table: "public.lost", Error: "States.Timeout: Task timed out after 900.00 seconds"}}
+	if fmt.Sprint(report.Failures) != fmt.Sprint(want) || fmt.Sprint(report.FailedTables) != "[public.broken public.lost]" ||
+		report.Summary != "2 tables failed: public.broken: "+reason+"; public.lost: States.Timeout: Task timed out after 900.00 seconds" {
+		t.Errorf("report: failures %+v, failed %v, summary %q", report.Failures, report.FailedTables, report.Summary)
+	}
 }
 
 // TestStatusNothingUp: no control table, an endpoint nothing listens on, a missing

@@ -135,12 +135,13 @@ type StatusInput struct {
 }
 
 // RunResult is one item of the Map's output: a range's end, or its table's failure
-// (Error, and Cause when the failure could not be recorded in the control table).
+// (Error; and Failure, what the state machine caught, when the failure could not be
+// recorded in the control table).
 type RunResult struct {
-	Table string `json:"table"`
-	State string `json:"state"`
-	Error string `json:"error,omitempty"`
-	Cause string `json:"cause,omitempty"`
+	Table   string      `json:"table"`
+	State   string      `json:"state"`
+	Error   string      `json:"error,omitempty"`
+	Failure *StateError `json:"failure,omitempty"`
 }
 
 // pgTimeout bounds each PostgreSQL read of the status: an unreachable database makes
@@ -222,8 +223,8 @@ func (e *Env) Status(ctx context.Context, in StatusInput) (StatusOutput, error) 
 			// Recording the failure in the control table failed too: the run's result is all
 			// there is.
 			reason = r.Error
-			if r.Cause != "" {
-				reason += ": " + causeMessage(r.Cause)
+			if f := r.Failure; f != nil {
+				reason = f.Error + ": " + causeMessage(f.Cause)
 			}
 		}
 		out.FailedTables = append(out.FailedTables, r.Table)

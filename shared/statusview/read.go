@@ -72,6 +72,7 @@ func (r *Reader) Read(ctx context.Context) (pipeline.StatusOutput, error) {
 		err = &NothingUpError{fmt.Sprintf("%s did not answer within %s: is Tandem up?", r.Endpoint, readTimeout)}
 	}
 	out.Summary = err.Error()
+	out.Streamer.State, out.Streamer.Why = "unknown", "the control table could not be read"
 	return out, err
 }
 
