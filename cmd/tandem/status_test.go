@@ -476,3 +476,66 @@ func TestStatusWatch(t *testing.T) {
 		t.Errorf("watch: %v, %d frames, stdout %q, stderr %q", err, frames, stdout.String(), stderr.String())
 	}
 }
+
+// TestStatusStreamerUpAndDown: with the streamer running, the status says it is up, who
+// owns it, and the tables become consistent; once it stopped, down and why.
+func TestStatusStreamerUpAndDown(t *testing.T) {
+	f := newCLIFixture(t, `CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 30);`, nil)
+	e := f.pipelineEnv()
+	if _, err := e.Plan(f.ctx, pipeline.PlanInput{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Snapshot(f.ctx, pipeline.TableInput{Table: "public.items"}); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := testenv.Binary("tandem/streamer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	streamer := exec.Command(bin)
+	streamer.Env = append(append(os.Environ(), env.Moto.EnvVars()...), "TANDEM_CONFIG_FILE="+f.configFile,
+		"TANDEM_STATUS_INTERVAL=200ms", "TANDEM_LEASE_TTL=3s")
+	var logs bytes.Buffer
+	streamer.Stdout, streamer.Stderr = &logs, &logs
+	if err := streamer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			_ = streamer.Process.Signal(os.Interrupt)
+			_ = streamer.Wait()
+		}
+	}
+	t.Cleanup(stop)
+	f.exec("INSERT INTO items VALUES (31)")
+
+	var s statusJSON
+	var r result
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(300 * time.Millisecond) {
+		r = f.tandem("status", "--json")
+		s = decodeStatus(t, r)
+		if s.Streamer.Up && len(s.Tables) == 1 && s.Tables[0].Consistent {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the streamer did not come up with the table consistent: %+v\n%s", s, logs.String())
+		}
+	}
+	if r.code != exitOK || s.Streamer.State != pipeline.StreamerUp || !lsnForm.MatchString(s.Streamer.AppliedLSN) || s.Streamer.AppliedLSN == "0/0" {
+		t.Errorf("streamer up: exit %d, %+v", r.code, s.Streamer)
+	}
+	r = f.tandem("status")
+	if !strings.Contains(r.stdout, "Streamer: up (owner ") || !strings.Contains(r.stdout, "slot "+f.cfg.Slot+" active") ||
+		!strings.Contains(tableLine(t, r.stdout, "public.items"), " yes ") {
+		t.Errorf("status text with the streamer up:\n%s", r.stdout)
+	}
+
+	stop()
+	r = f.tandem("status")
+	want := "Streamer: down (slot " + f.cfg.Slot + " is not being consumed; owner "
+	if r.code != exitOK || !strings.Contains(r.stdout, want) {
+		t.Errorf("status after the streamer stopped: exit %d, want %q (a stopped streamer is no failure):\n%s", r.code, want, r.stdout)
+	}
+}

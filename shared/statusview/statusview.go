@@ -30,10 +30,35 @@ func Text(w io.Writer, out pipeline.StatusOutput) {
 	fmt.Fprintf(w, "Tandem status at %s, control table %s\n\n", now.UTC().Format("2006-01-02 15:04:05 UTC"), out.ControlTable)
 	tables(w, out)
 	problems(w, out)
+	notes(w, out)
 	streamer(w, out.Streamer, now)
 	if out.Execution != nil {
+		fmt.Fprintln(w)
 		execution(w, *out.Execution, now)
 	}
+}
+
+// notes says why a copied table is not consistent yet when nothing is wrong with it.
+func notes(w io.Writer, out pipeline.StatusOutput) {
+	var lines []string
+	for _, t := range out.Tables {
+		switch {
+		case t.Consistent || t.Error != "" || t.Degraded != "":
+		case t.State == control.Truncating:
+			lines = append(lines, fmt.Sprintf("  %s: the items a TRUNCATE left are being removed; consistent once that is done", t.Table))
+		case t.State == control.Done:
+			lines = append(lines, fmt.Sprintf("  %s is copied; consistent once the streamer has applied past %s (it is at %s)",
+				t.Table, t.ConsistentLSN, out.Streamer.AppliedLSN))
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "Waiting")
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
+	}
+	fmt.Fprintln(w)
 }
 
 // NothingUp writes why there is no status to show (msg: a NothingUpError's), and the
@@ -167,7 +192,7 @@ func streamer(w io.Writer, s pipeline.StreamerStatus, now time.Time) {
 	if s.CheckpointAge != nil {
 		about = append(about, "checkpoint "+human.Duration(time.Duration(*s.CheckpointAge*float64(time.Second)).Round(time.Second))+" ago")
 	}
-	if s.SlotError == "" {
+	if s.SlotError == "" && !strings.Contains(s.Why, "slot "+s.Slot+" ") {
 		active := "not consumed"
 		if s.SlotActive {
 			active = "active"
@@ -185,7 +210,6 @@ func streamer(w io.Writer, s pipeline.StreamerStatus, now time.Time) {
 	} else if s.SlotError == "" {
 		fmt.Fprintf(w, "  retained WAL %s\n", human.Bytes(s.RetainedWAL))
 	}
-	fmt.Fprintln(w)
 }
 
 func execution(w io.Writer, x pipeline.ExecutionStatus, now time.Time) {
