@@ -120,11 +120,18 @@ up: $(BUILD)/tandem
 		if ! kill -0 $$(cat .standin/pid) 2>/dev/null; then cat .standin/up.log; rm -f .standin/pid; echo "make up failed (log: .standin/up.log)"; exit 1; fi; sleep 1; done; \
 	echo "up did not finish within 300 s; stopping it (see .standin/up.log)"; $(MAKE) --no-print-directory down; exit 1
 
-## status: per-table progress and the streamer's lag, from the deployed status function.
-status:
-	@AWS_ENDPOINT_URL=http://127.0.0.1:4566 AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
-		aws --endpoint-url http://127.0.0.1:4566 lambda invoke --payload '{}' $$(aws --version 2>&1 | grep -q '^aws-cli/2' && echo --cli-binary-format raw-in-base64-out) --function-name \
-		$$(python3 -c "import json;print(json.load(open('.standin/up.json'))['stack']['StatusFunctionName'])") /dev/stdout | head -c 20000; echo
+## status: `tandem status` against the stand-in `make up` started (its configuration in
+## .standin/tandem.json): per-table progress, failures with their reasons, the streamer,
+## the state machine's latest execution. STATUS_FLAGS=--watch refreshes in place,
+## STATUS_FLAGS=--json prints JSON. Exit codes as `tandem status --help` says: 1 when a
+## table or the latest execution failed, 3 when nothing is up.
+STATUS_FLAGS ?=
+status: $(BUILD)/tandem
+	@test -f .standin/tandem.json || { echo "nothing is up: no .standin/tandem.json (start it with make up PG_URL=...)"; exit 3; }
+	@env $$(env | sed -n 's/^\(\(TANDEM\|AWS\)_[A-Za-z0-9_]*\)=.*/-u \1/p') \
+		AWS_ENDPOINT_URL=http://127.0.0.1:4566 AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
+		AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
+		$(BUILD)/tandem status --config .standin/tandem.json $(STATUS_FLAGS)
 
 ## down: stop what make up started. The replication slot stays (it retains WAL on the
 ## database: down says how much); make down DROP_SLOT=1 drops it and the publication.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/url"
 	"strings"
 	"testing"
@@ -14,7 +13,6 @@ import (
 
 	"tandem/localstack/testenv"
 	"tandem/shared/config"
-	"tandem/shared/ddb"
 	"tandem/shared/pg"
 	"tandem/shared/pipeline"
 	"tandem/shared/preflight"
@@ -126,18 +124,6 @@ func (f *cliFixture) plan() {
 	if _, err := e.Plan(f.ctx, pipeline.PlanInput{}); err != nil {
 		f.t.Fatalf("plan: %v", err)
 	}
-}
-
-// pipelineEnv is a pipeline.Env on f's configuration (defaults filled), database and moto.
-func (f *cliFixture) pipelineEnv() *pipeline.Env {
-	f.t.Helper()
-	cfg := *f.cfg
-	cfg.Defaults()
-	awsCfg, err := env.Moto.AWSConfig(f.ctx)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return pipeline.FromParts(&cfg, f.src, ddb.FromConfig(awsCfg), slog.New(slog.DiscardHandler))
 }
 
 // TestCheckBlockers: each thing plan would refuse is one FAIL line naming the table and

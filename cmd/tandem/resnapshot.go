@@ -159,7 +159,7 @@ func printResnapshotResult(w io.Writer, env *pipeline.Env, r pipeline.FinalizeOu
 	}
 	consistent := "consistent"
 	if !r.Consistent {
-		consistent = fmt.Sprintf("consistent once the streamer has applied up to %s", lsnText(r.ConsistentLSN))
+		consistent = fmt.Sprintf("consistent once the streamer has applied up to %s", r.ConsistentLSN)
 	}
 	fmt.Fprintf(w, "%s: re-snapshotted: %s; %s\n", r.Table, what, consistent)
 }
@@ -252,7 +252,7 @@ func resnapshotExecution(ctx context.Context, env *pipeline.Env, in pipeline.Pla
 		default:
 			cp, _ := env.Control.Checkpoint(ctx)
 			printResnapshotResult(stdout, env, pipeline.FinalizeOutput{Table: name, State: st.State, Error: st.Error, Swept: -1,
-				ConsistentLSN: st.ConsistentLSN, Consistent: st.IsConsistent(cp.AppliedLSN)}, in.Where)
+				ConsistentLSN: lsnText(st.ConsistentLSN), Consistent: st.IsConsistent(cp.AppliedLSN)}, in.Where)
 			if st.State != control.Done || st.Error != "" {
 				code = exitProblem
 			}

@@ -227,7 +227,7 @@ func printStatus(ctx context.Context, env *pipeline.Env, execution string) {
 	}
 	var parts []string
 	for _, t := range st.Tables {
-		part := fmt.Sprintf("%s %s %d/%d", t.Table, t.State, t.RowsCopied, max(t.RowsEstimate, 0))
+		part := fmt.Sprintf("%s %s %d/%d", t.Table, t.State, t.RowsCopied, max(estimate(t), 0))
 		if t.Ranges > 1 {
 			part += fmt.Sprintf(" (%d/%d ranges)", t.RangesDone, t.Ranges)
 		}
@@ -259,4 +259,12 @@ func writeLoad(ctx context.Context, pool *pgxpool.Pool, rows int) int64 {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return n
+}
+
+// estimate is the table's row estimate, -1 when PostgreSQL has none.
+func estimate(t pipeline.TableStatus) int64 {
+	if t.RowsEstimate == nil {
+		return -1
+	}
+	return *t.RowsEstimate
 }

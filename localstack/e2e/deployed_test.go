@@ -212,6 +212,9 @@ func TestDeployedTableFailure(t *testing.T) {
 	if out.Status != sfntypes.ExecutionStatusFailed || aws.ToString(out.Error) != "TablesDegraded" {
 		t.Fatalf("execution %s %s (%s), want FAILED with TablesDegraded", out.Status, aws.ToString(out.Error), aws.ToString(out.Cause))
 	}
+	if cause := aws.ToString(out.Cause); !strings.Contains(cause, "public.bad: dead letter at LSN ") || !strings.Contains(cause, "empty") {
+		t.Errorf("the execution's cause %q does not name public.bad and its reason", cause)
+	}
 	st, _, err := d.env.Control.Table(f.ctx, "public.bad")
 	if err != nil || st.State != control.Done || !strings.Contains(st.Degraded, "empty") || st.Consistent {
 		t.Errorf("control table for public.bad: want done, degraded by the empty key, not consistent: %+v %v", st, err)

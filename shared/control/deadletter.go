@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/jackc/pglogrepl"
 
 	"tandem/shared/ddb"
 	"tandem/shared/fault"
@@ -70,7 +71,7 @@ func (s *Store) AddDeadLetter(ctx context.Context, d DeadLetter) error {
 	if d.Key == "*" {
 		return nil // the whole table is skipped: its state says so already
 	}
-	return s.MarkDegraded(ctx, d.Table, fmt.Sprintf("dead letter at LSN %s: %s", lsnString(d.LSN), d.Reason))
+	return s.MarkDegraded(ctx, d.Table, fmt.Sprintf("dead letter at LSN %s: %s", pglogrepl.LSN(d.LSN), d.Reason))
 }
 
 // MarkDegraded records that a table's target lacks a change (a dead letter): it is not
@@ -82,8 +83,6 @@ func (s *Store) MarkDegraded(ctx context.Context, source, reason string) error {
 	_, err := s.update(ctx, tableID(source), upd, condPtr(expression.AttributeExists(ddb.Name("id"))))
 	return err
 }
-
-func lsnString(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn)) }
 
 // DeadLetters lists the dead letters, of one table or (table "") of all.
 func (s *Store) DeadLetters(ctx context.Context, table string) ([]DeadLetter, error) {

@@ -15,9 +15,13 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 )
 
+// InLambda reports whether this process runs as a Lambda function (the runtime API is
+// there), rather than once by hand.
+func InLambda() bool { return os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" }
+
 // Start never returns.
 func Start[In, Out any](handler func(context.Context, In) (Out, error)) {
-	if os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" {
+	if InLambda() {
 		lambda.Start(handler)
 		return
 	}

@@ -21,6 +21,7 @@ import (
 	"tandem/shared/invoke"
 	"tandem/shared/pg"
 	"tandem/shared/schema"
+	"tandem/shared/snapshot"
 	"tandem/shared/target"
 )
 
@@ -30,8 +31,10 @@ type Env struct {
 	Config *config.Config
 	// Source is how to connect to the source database (the streamer's replication
 	// connection uses it too).
-	Source  pg.Source
-	PG      *pgxpool.Pool
+	Source pg.Source
+	PG     *pgxpool.Pool
+	// PGError says why PG is nil (NewStatusEnv: the status is read without PostgreSQL).
+	PGError error
 	DB      *dynamodb.Client
 	Control *control.Store
 	Writer  *target.Writer
@@ -39,6 +42,9 @@ type Env struct {
 	Log     *slog.Logger
 	// Metrics receives CloudWatch EMF records (nil: none). Lambda sends stdout to its logs.
 	Metrics io.Writer
+	// OnChunk, when set, is told each snapshot range's progress after every chunk
+	// (snapshot.Copier.OnChunk).
+	OnChunk func(snapshot.ChunkProgress)
 }
 
 // NewEnv loads the configuration and connects to PostgreSQL and DynamoDB.
@@ -62,7 +68,7 @@ func NewEnv(ctx context.Context) (*Env, error) {
 	}
 	env := FromParts(cfg, pool, db, NewLogger())
 	env.Source = src
-	if os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" {
+	if invoke.InLambda() {
 		env.Metrics = os.Stdout // outside Lambda, stdout carries the handler's JSON result
 	}
 	return env, nil
@@ -120,6 +126,11 @@ func Main[In, Out any](name string, handler func(*Env, context.Context, In) (Out
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(1)
+	}
+	if !invoke.InLambda() {
+		// Run by hand (the pieces one by one): a long snapshot says how far it is, on
+		// stderr, while stdout keeps only the JSON result.
+		env.OnChunk = NewProgressPrinter(os.Stderr).Chunk
 	}
 	invoke.Start(func(ctx context.Context, in In) (Out, error) {
 		out, err := handler(env, ctx, in)

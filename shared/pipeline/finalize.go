@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pglogrepl"
+
 	"tandem/shared/control"
 	"tandem/shared/ddb"
 	"tandem/shared/target"
@@ -154,7 +156,10 @@ func (e *Env) FinishFinalize(ctx context.Context, table string) (FinalizeOutput,
 	if err != nil {
 		return out, err
 	}
-	out.State, out.ConsistentLSN = st.State, st.ConsistentLSN
+	out.State = st.State
+	if st.ConsistentLSN > 0 {
+		out.ConsistentLSN = pglogrepl.LSN(st.ConsistentLSN).String()
+	}
 	if st.State != control.Done {
 		return out, nil
 	}

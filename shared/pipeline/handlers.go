@@ -63,14 +63,15 @@ func (e *Env) Snapshot(ctx context.Context, in TableInput) (snapshot.Result, err
 func (e *Env) Copier() *snapshot.Copier {
 	cfg := e.Config
 	return &snapshot.Copier{PG: e.PG, Control: e.Control, Writer: e.Writer, ChunkSize: cfg.ChunkSize, Writers: cfg.SnapshotWriters,
-		RangeRows: int64(cfg.RangeRows), MaxRanges: cfg.MaxRanges, Parallel: cfg.MaxConcurrency, Log: e.Log}
+		RangeRows: int64(cfg.RangeRows), MaxRanges: cfg.MaxRanges, Parallel: cfg.MaxConcurrency, Log: e.Log, OnChunk: e.OnChunk}
 }
 
 // FinalizeOutput reports a table's end state.
 type FinalizeOutput struct {
-	Table         string `json:"table"`
-	State         string `json:"state"`
-	ConsistentLSN uint64 `json:"consistent_lsn"`
+	Table string `json:"table"`
+	State string `json:"state"`
+	// ConsistentLSN is B(T) in PostgreSQL's form (0/1D84268), empty before it is read.
+	ConsistentLSN string `json:"consistent_lsn,omitempty"`
 	Consistent    bool   `json:"consistent"`
 	// Swept counts the items removed: rows fenced by a TRUNCATE, orphans of a
 	// re-snapshot and tombstones.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/jackc/pglogrepl"
 
 	"tandem/shared/ddb"
 )
@@ -43,7 +44,9 @@ func (p Position) Less(q Position) bool {
 	return p.LSN < q.LSN || (p.LSN == q.LSN && p.Seq < q.Seq)
 }
 
-func (p Position) String() string { return fmt.Sprintf("%X/%X#%d", p.LSN>>32, uint32(p.LSN), p.Seq) }
+// String is the LSN in PostgreSQL's form, as everywhere in Tandem, then the index:
+// "0/1D84268#3".
+func (p Position) String() string { return fmt.Sprintf("%s#%d", pglogrepl.LSN(p.LSN), p.Seq) }
 
 // Read identifies the chunk read a snapshot row comes from.
 type Read struct {

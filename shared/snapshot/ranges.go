@@ -182,6 +182,7 @@ func (c *Copier) copyRange(ctx context.Context, t *schema.Table, st control.Tabl
 				return false, err
 			}
 			r.Cursor, r.Chunks, r.RowsCopied = ch.LastKey, r.Chunks+1, r.RowsCopied+int64(len(ch.Rows))
+			c.progressed(st, r, len(ch.Rows))
 			if err := c.checkFence(ctx, t, st, ch); err != nil {
 				return false, err
 			}
@@ -191,12 +192,21 @@ func (c *Copier) copyRange(ctx context.Context, t *schema.Table, st control.Tabl
 				return false, err
 			}
 			r.State = control.Done
+			c.progressed(st, r, 0)
 			return true, nil
 		}
 		slowest = max(slowest, time.Since(began))
 		if stop {
 			return false, nil
 		}
+	}
+}
+
+// progressed tells OnChunk, if set, where range r stands.
+func (c *Copier) progressed(st control.TableState, r *control.RangeState, rows int) {
+	if c.OnChunk != nil {
+		c.OnChunk(ChunkProgress{Table: st.Source, Range: r.Index, Of: len(st.Ranges), RowsCopied: r.RowsCopied, Chunks: r.Chunks,
+			Rows: rows, RowsEstimate: st.RowsEstimate, Done: r.State == control.Done})
 	}
 }
 

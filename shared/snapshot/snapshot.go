@@ -49,6 +49,24 @@ type Copier struct {
 	// AfterRead, when set, runs after a chunk is read and before it is written; tests use
 	// it to force interleavings with the stream.
 	AfterRead func(ctx context.Context, t *schema.Table, c *pg.Chunk)
+	// OnChunk, when set, is told a range's progress after each chunk whose writes and
+	// progress are durable, and once the range is done; it must return quickly. The
+	// handlers run outside Lambda print it (the pieces one by one show progress).
+	OnChunk func(ChunkProgress)
+}
+
+// ChunkProgress is where one range of a table's snapshot stands after a chunk.
+type ChunkProgress struct {
+	Table string
+	// Range of Of is the range; RowsCopied and Chunks are its totals (of every run, not
+	// only this process's), Rows the rows of this chunk.
+	Range, Of          int
+	RowsCopied, Chunks int64
+	Rows               int
+	// RowsEstimate is the whole table's estimate (negative: unknown).
+	RowsEstimate int64
+	// Done reports that the range is copied.
+	Done bool
 }
 
 // FailedError reports that the runner that owns a table's snapshot failed it.
