@@ -197,7 +197,11 @@ func (s *StandIn) Deploy(ctx context.Context, o DeployOptions) (*Stack, error) {
 	}
 	args := []string{filepath.Join(s.Dir, "deploy.py"), "--endpoint", s.Endpoint, "--stack", o.Stack,
 		"--template", o.Template, "--code-dir", code, "--pg-url", o.PostgresURL}
+	params := map[string]string{"DatabaseSSLMode": "url"} // local servers: the URL says
 	for k, v := range o.Params {
+		params[k] = v
+	}
+	for k, v := range params {
 		args = append(args, "--param", k+"="+v)
 	}
 	cmd := exec.CommandContext(ctx, "python3", args...)
