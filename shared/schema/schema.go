@@ -133,7 +133,17 @@ func (t *Table) Validate() error {
 	if len(t.Key) == 0 {
 		return errorf("table %s has no primary key: add one, or configure key_columns for it (with REPLICA IDENTITY FULL or USING INDEX on those columns)", t.Source())
 	}
+	seen := make(map[string]bool, len(t.Columns))
 	for _, c := range t.Columns {
+		// PostgreSQL's catalog cannot hold these, but a SQL_ASCII database's names need not
+		// be UTF-8, and the stream's Relation message is only as good as its decoding.
+		if c.Name == "" || !utf8.ValidString(c.Name) {
+			return errorf("table %s: column name %q is empty or not UTF-8, which a DynamoDB attribute name must be: rename the column", t.Source(), c.Name)
+		}
+		if seen[c.Name] {
+			return errorf("table %s: two columns are named %q", t.Source(), c.Name)
+		}
+		seen[c.Name] = true
 		if precedence.Reserved(c.Name) {
 			return errorf("table %s: column %q uses the reserved prefix \"__\" of Tandem's metadata attributes (__lsn, __src, __deleted, ...): rename the column", t.Source(), c.Name)
 		}
