@@ -70,16 +70,16 @@ func ParseNumber(s string) (c Canon, ok bool) {
 func Number(s string) error {
 	c, ok := ParseNumber(s)
 	if !ok {
-		return fmt.Errorf("N %q is not a number", s)
+		return fmt.Errorf("number %q is not a number", s)
 	}
 	if c.Digits == "" {
 		return nil
 	}
 	if len(c.Digits) > limits.NumberDigits {
-		return fmt.Errorf("N %q has %d significant digits, over 38", s, len(c.Digits))
+		return fmt.Errorf("number %q has %d significant digits, over 38", s, len(c.Digits))
 	}
 	if c.Exp.Cmp(big.NewInt(limits.NumberMinExp)) < 0 || c.Exp.Cmp(big.NewInt(limits.NumberMaxExp)) > 0 {
-		return fmt.Errorf("N %q is outside DynamoDB's magnitude range", s)
+		return fmt.Errorf("number %q is outside DynamoDB's magnitude range", s)
 	}
 	return nil
 }
@@ -91,25 +91,25 @@ func value(av types.AttributeValue, level int) error {
 	switch v := av.(type) {
 	case *types.AttributeValueMemberS:
 		if !utf8.ValidString(v.Value) {
-			return fmt.Errorf("S %q is not valid UTF-8", v.Value)
+			return fmt.Errorf("string %q is not valid UTF-8", v.Value)
 		}
 	case *types.AttributeValueMemberN:
 		return Number(v.Value)
 	case *types.AttributeValueMemberB:
 		if v.Value == nil {
-			return fmt.Errorf("B is nil")
+			return fmt.Errorf("binary is nil")
 		}
 	case *types.AttributeValueMemberBOOL:
 	case *types.AttributeValueMemberNULL:
 		if !v.Value {
-			return fmt.Errorf("NULL must be true")
+			return fmt.Errorf("null must be true")
 		}
 	case *types.AttributeValueMemberL:
 		if level > limits.Depth {
 			return fmt.Errorf("list at nesting level %d, over %d", level, limits.Depth)
 		}
 		if v.Value == nil {
-			return fmt.Errorf("L is nil")
+			return fmt.Errorf("list is nil")
 		}
 		for i, e := range v.Value {
 			if err := value(e, level+1); err != nil {
@@ -121,7 +121,7 @@ func value(av types.AttributeValue, level int) error {
 			return fmt.Errorf("map at nesting level %d, over %d", level, limits.Depth)
 		}
 		if v.Value == nil {
-			return fmt.Errorf("M is nil")
+			return fmt.Errorf("map is nil")
 		}
 		for k, e := range v.Value {
 			if k == "" || !utf8.ValidString(k) {
