@@ -4,7 +4,7 @@ GO ?= go
 FUNCTIONS := plan snapshot finalize status
 BUILD := .build
 
-.PHONY: ca-bundle all build test test-long soak bench bench-scale lint fmt demo image up status down clean $(addprefix build-,$(FUNCTIONS))
+.PHONY: ca-bundle all build test test-long fuzz soak bench bench-scale lint fmt demo image up status down clean $(addprefix build-,$(FUNCTIONS))
 
 all: build
 
@@ -56,10 +56,19 @@ image: ca-bundle
 	docker buildx build --platform linux/arm64 -f infra/Dockerfile -t tandem-streamer --load .
 
 ## test: everything CI runs — vet, unit tests and the end-to-end tests against a real
-## PostgreSQL and the moto DynamoDB endpoint, both started by the tests themselves.
+## PostgreSQL and the moto DynamoDB endpoint, both started by the tests themselves, then a
+## short run of every fuzz target (.ci/fuzz).
 test: lint
 	cfn-lint template.yaml
 	$(GO) test -count=1 -timeout 20m ./...
+	GO=$(GO) .ci/fuzz $(FUZZTIME_SHORT)
+
+## fuzz: each fuzz target for FUZZTIME (default 1m), one after another; make test runs
+## them for FUZZTIME_SHORT (6s) each. Prints the executions, and their total.
+FUZZTIME ?= 1m
+FUZZTIME_SHORT ?= 6s
+fuzz:
+	GO=$(GO) .ci/fuzz $(FUZZTIME)
 
 ## test-long: many randomized seeds and longer crash runs (not part of make test).
 test-long:

@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -117,7 +119,8 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return err
+		// As a type error, encoding/json names the field: "... Go struct field Config.lease_ttl ...".
+		return &json.UnmarshalTypeError{Value: fmt.Sprintf("string %q (%v)", s, err), Type: reflect.TypeFor[Duration]()}
 	}
 	d.Duration = v
 	return nil
@@ -128,19 +131,31 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()
 // Load reads the JSON file named by TANDEM_CONFIG_FILE (if set), then applies TANDEM_*
 // environment variables on top, fills defaults and validates.
 func Load() (*Config, error) {
-	c := &Config{}
-	if path := os.Getenv("TANDEM_CONFIG_FILE"); path != "" {
+	path := os.Getenv("TANDEM_CONFIG_FILE")
+	var file []byte
+	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("config: reading TANDEM_CONFIG_FILE: %w", err)
 		}
-		dec := json.NewDecoder(strings.NewReader(string(b)))
+		file = b
+	}
+	return parse(path, file, os.Getenv)
+}
+
+// parse is Load's work on the file's content (path "": no file) and the environment.
+func parse(path string, file []byte, getenv func(string) string) (*Config, error) {
+	c := &Config{}
+	if path != "" {
+		dec := json.NewDecoder(strings.NewReader(string(file)))
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(c); err != nil {
+		if err := dec.Decode(c); err == io.EOF {
+			return nil, fmt.Errorf("config: %s is empty (write {} for no settings)", path)
+		} else if err != nil {
 			return nil, fmt.Errorf("config: %s: %w", path, err)
 		}
 	}
-	if err := c.applyEnv(os.Getenv); err != nil {
+	if err := c.applyEnv(getenv); err != nil {
 		return nil, err
 	}
 	c.Defaults()
@@ -348,6 +363,11 @@ func (c *Config) Validate() error {
 	}
 	if c.TombstoneTTL.Duration < time.Hour {
 		errs = append(errs, fmt.Errorf("config: tombstone_ttl %s must be at least 1h (it must outlive any snapshot)", c.TombstoneTTL))
+	}
+	for name, d := range map[string]time.Duration{"status_interval": c.StatusInterval.Duration, "catalog_interval": c.CatalogInterval.Duration} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("config: %s %s must be positive", name, d))
+		}
 	}
 	if c.LeaseTTL.Duration < 3*c.StatusInterval.Duration {
 		errs = append(errs, fmt.Errorf("config: lease_ttl %s must be at least 3 status intervals (%s)", c.LeaseTTL, c.StatusInterval))

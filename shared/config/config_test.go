@@ -196,3 +196,20 @@ func TestDefaultTargets(t *testing.T) {
 		t.Errorf("cleaned name = %q, want public.a_b.<hash>", got)
 	}
 }
+
+// TestBadDurations: a duration that does not parse names its setting, and intervals that
+// the streamer ticks on must be positive.
+func TestBadDurations(t *testing.T) {
+	_, err := load(t, map[string]string{"TANDEM_PG_URL": "x"}, `{"tombstone_ttl": "forever"}`)
+	if err == nil || !strings.Contains(err.Error(), "tombstone_ttl") || !strings.Contains(err.Error(), `"forever"`) {
+		t.Fatalf("bad tombstone_ttl: %v", err)
+	}
+	_, err = parse("", nil, env{"TANDEM_PG_URL": "x", "TANDEM_STATUS_INTERVAL": "-1s", "TANDEM_CATALOG_INTERVAL": "-1s"}.get)
+	if err == nil || !strings.Contains(err.Error(), "config: status_interval -1s must be positive") || !strings.Contains(err.Error(), "config: catalog_interval -1s must be positive") {
+		t.Fatalf("negative intervals: %v", err)
+	}
+}
+
+type env map[string]string
+
+func (e env) get(k string) string { return e[k] }

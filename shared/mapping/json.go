@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
@@ -11,6 +12,10 @@ import (
 // jsonValue stores JSON natively (M/L/S/N/BOOL/NULL) rather than as a string
 // so DynamoDB expressions can reach into documents.
 func jsonValue(t *Type, text []byte) (types.AttributeValue, error) {
+	// encoding/json would replace invalid UTF-8 with U+FFFD: refused instead, as for text.
+	if !utf8.Valid(text) {
+		return nil, t.errorf("invalid JSON: invalid UTF-8 in %s", excerpt(text))
+	}
 	dec := json.NewDecoder(bytes.NewReader(text))
 	// UseNumber keeps the exact digits; float64 would round numeric values.
 	dec.UseNumber()

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -22,7 +23,7 @@ func Value(t *Type, text []byte) (types.AttributeValue, error) {
 		return nil, errors.New("mapping: nil type")
 	}
 	if t.isArray() {
-		return nested(arrayValue(t, text))
+		return nested(t)(arrayValue(t, text))
 	}
 	switch t.OID {
 	case pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID, pgtype.OIDOID:
@@ -34,7 +35,7 @@ func Value(t *Type, text []byte) (types.AttributeValue, error) {
 	case pgtype.ByteaOID:
 		return byteaValue(t, text)
 	case pgtype.JSONOID, pgtype.JSONBOID:
-		return nested(jsonValue(t, text))
+		return nested(t)(jsonValue(t, text))
 	case pgtype.TimestamptzOID:
 		return timestamptzValue(t, text)
 	}
@@ -44,15 +45,17 @@ func Value(t *Type, text []byte) (types.AttributeValue, error) {
 }
 
 // nested checks a list or map against DynamoDB's nesting rules (depth, empty map keys),
-// which PostgreSQL's arrays of jsonb and jsonb documents can break.
-func nested(av types.AttributeValue, err error) (types.AttributeValue, error) {
-	if err != nil {
-		return nil, err
+// which PostgreSQL's arrays of jsonb and jsonb documents can break; the error names t.
+func nested(t *Type) func(types.AttributeValue, error) (types.AttributeValue, error) {
+	return func(av types.AttributeValue, err error) (types.AttributeValue, error) {
+		if err != nil {
+			return nil, err
+		}
+		if err := limits.CheckNesting(av); err != nil {
+			return nil, t.errorf("%v", err)
+		}
+		return av, nil
 	}
-	if err := limits.CheckNesting(av); err != nil {
-		return nil, err
-	}
-	return av, nil
 }
 
 // stringValue rejects invalid UTF-8 (possible with SQL_ASCII databases)
@@ -115,14 +118,15 @@ func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 // PostgreSQL's text so nothing is lost.
 func timestamptzValue(t *Type, text []byte) (types.AttributeValue, error) {
 	s := string(text)
-	if s == "infinity" || s == "-infinity" || (len(s) > 3 && s[len(s)-3:] == " BC") {
+	if s == "infinity" || s == "-infinity" {
 		return &types.AttributeValueMemberS{Value: s}, nil
 	}
-	ts, bigYear, err := parseTimestamptz(s)
+	bc := strings.HasSuffix(s, " BC")
+	ts, bigYear, err := parseTimestamptz(strings.TrimSuffix(s, " BC"), bc)
 	if err != nil {
 		return nil, t.errorf("invalid timestamptz %s (want ISO DateStyle): %v", excerpt(text), err)
 	}
-	if bigYear {
+	if bc || bigYear {
 		return &types.AttributeValueMemberS{Value: s}, nil
 	}
 	u := ts.UTC()
@@ -175,17 +179,13 @@ func (p *tsScanner) peek() byte {
 	return p.s[p.pos]
 }
 
-func parseTimestamptz(s string) (ts time.Time, bigYear bool, err error) {
+// parseTimestamptz reads s; with bc, s is the part before " BC" and its year counts back
+// (1 BC is the astronomical year 0, a leap year).
+func parseTimestamptz(s string, bc bool) (ts time.Time, bigYear bool, err error) {
 	p := &tsScanner{s: s}
-	year := p.num(4, 4, "year")
-	if isDigit(p.peek()) {
-		// A fifth year digit: valid PostgreSQL, but not RFC 3339.
-		p.num(1, 10, "year")
-		if p.err == nil && p.peek() == '-' {
-			return time.Time{}, true, nil
-		}
-		return time.Time{}, false, errors.New("bad year")
-	}
+	year := p.num(4, 10, "year")
+	// A fifth year digit: valid PostgreSQL, but not RFC 3339 (the rest is checked all the same).
+	bigYear = p.pos > 4
 	p.lit('-', '-')
 	month := p.num(2, 2, "month")
 	p.lit('-', '-')
@@ -235,6 +235,12 @@ func parseTimestamptz(s string) (ts time.Time, bigYear bool, err error) {
 	}
 	if month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || sec > 59 {
 		return time.Time{}, false, errors.New("field out of range")
+	}
+	if bigYear {
+		return time.Time{}, true, nil
+	}
+	if bc {
+		year = 1 - year
 	}
 	ts = time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.FixedZone("", sign*off))
 	if ts.Day() != day {

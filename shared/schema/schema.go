@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -131,7 +133,17 @@ func (t *Table) Validate() error {
 	if len(t.Key) == 0 {
 		return errorf("table %s has no primary key: add one, or configure key_columns for it (with REPLICA IDENTITY FULL or USING INDEX on those columns)", t.Source())
 	}
+	seen := make(map[string]bool, len(t.Columns))
 	for _, c := range t.Columns {
+		// PostgreSQL's catalog cannot hold these, but a SQL_ASCII database's names need not
+		// be UTF-8, and the stream's Relation message is only as good as its decoding.
+		if c.Name == "" || !utf8.ValidString(c.Name) {
+			return errorf("table %s: column name %q is empty or not UTF-8, which a DynamoDB attribute name must be: rename the column", t.Source(), c.Name)
+		}
+		if seen[c.Name] {
+			return errorf("table %s: two columns are named %q", t.Source(), c.Name)
+		}
+		seen[c.Name] = true
 		if precedence.Reserved(c.Name) {
 			return errorf("table %s: column %q uses the reserved prefix \"__\" of Tandem's metadata attributes (__lsn, __src, __deleted, ...): rename the column", t.Source(), c.Name)
 		}
@@ -224,6 +236,16 @@ func (t *Table) ItemKey(values [][]byte) (map[string]types.AttributeValue, error
 			return nil, t.poison(values, c.Name, errors.New("the key column is NULL"))
 		}
 		if i >= 1 && len(t.Key) > 2 {
+			// The text goes into __sk as it is, but it must be a value of its type, and
+			// UTF-8: json.Marshal replaces other bytes with U+FFFD, and two keys would
+			// share one item.
+			_, err := mapping.Value(c.Type, v)
+			if err == nil && !utf8.Valid(v) {
+				err = fmt.Errorf("the value is not UTF-8 text, which the combined sort key %s cannot hold", AttrSortKey)
+			}
+			if err != nil {
+				return nil, t.poison(values, c.Name, err)
+			}
 			rest = append(rest, string(v))
 			continue
 		}
@@ -248,23 +270,27 @@ func (t *Table) ItemKey(values [][]byte) (map[string]types.AttributeValue, error
 }
 
 // KeyID identifies the item of a mapped key (from ItemKey), with numbers compared by
-// value as DynamoDB compares them ("1" and "1.0" are one item).
+// value as DynamoDB compares them ("1" and "1.0" are one item). Each attribute is
+// length-prefixed: a B key may hold any byte, so no separator could tell two keys apart.
 func (t *Table) KeyID(key map[string]types.AttributeValue) string {
 	var b strings.Builder
 	for _, k := range t.KeySchema() {
+		var part string
 		switch v := key[k.Name].(type) {
 		case *types.AttributeValueMemberN:
 			if r, ok := new(big.Rat).SetString(v.Value); ok {
-				b.WriteString("N" + r.RatString())
+				part = "N" + r.RatString()
 			} else {
-				b.WriteString("N" + v.Value)
+				part = "N" + v.Value
 			}
 		case *types.AttributeValueMemberS:
-			b.WriteString("S" + v.Value)
+			part = "S" + v.Value
 		case *types.AttributeValueMemberB:
-			b.WriteString("B" + string(v.Value))
+			part = "B" + string(v.Value)
 		}
-		b.WriteByte(0)
+		b.WriteString(strconv.Itoa(len(part)))
+		b.WriteByte(':')
+		b.WriteString(part)
 	}
 	return b.String()
 }

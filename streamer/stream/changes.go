@@ -31,10 +31,16 @@ func (s *session) row(ctx context.Context, relID uint32, old, next *pglogrepl.Tu
 		if old == nil {
 			return s.submitPoison(ctx, t, "?", p, errors.New("DELETE without old key: the table has REPLICA IDENTITY NOTHING"))
 		}
-		oldVals, _ := tuple(old)
+		oldVals, _, err := tuple(t, old)
+		if err != nil {
+			return err
+		}
 		return s.submitDelete(ctx, t, oldVals, p)
 	}
-	vals, unchanged := tuple(next)
+	vals, unchanged, err := tuple(t, next)
+	if err != nil {
+		return err
+	}
 	key, keyErr := t.ItemKey(vals)
 	route := ""
 	if keyErr == nil {
@@ -43,7 +49,10 @@ func (s *session) row(ctx context.Context, relID uint32, old, next *pglogrepl.Tu
 	if old != nil {
 		// A primary-key update deletes the old key and writes the new one (DESIGN §2.7),
 		// even when the new key is one DynamoDB cannot store.
-		oldVals, _ := tuple(old)
+		oldVals, _, err := tuple(t, old)
+		if err != nil {
+			return err
+		}
 		if oldKey, err := t.ItemKey(oldVals); err == nil && routingKey(t, oldKey) != route {
 			if err := s.submitDelete(ctx, t, oldVals, p); err != nil {
 				return err

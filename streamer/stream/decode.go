@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/jackc/pglogrepl"
@@ -39,9 +40,13 @@ func (s *session) position() precedence.Position {
 	return precedence.Position{LSN: uint64(s.commitLSN), Seq: s.seq}
 }
 
-// tuple splits pgoutput tuple data into column texts (nil for NULL) and the columns whose
-// unchanged TOAST value was not sent.
-func tuple(td *pglogrepl.TupleData) (vals [][]byte, unchanged []bool) {
+// tuple splits pgoutput tuple data of table t into column texts (nil for NULL) and the
+// columns whose unchanged TOAST value was not sent. A tuple must carry every column of
+// its Relation message: anything else is a stream Tandem cannot read.
+func tuple(t *schema.Table, td *pglogrepl.TupleData) (vals [][]byte, unchanged []bool, err error) {
+	if len(td.Columns) != len(t.Columns) {
+		return nil, nil, fmt.Errorf("pgoutput: a change of table %s carries %d columns, its Relation message %d", t.Source(), len(td.Columns), len(t.Columns))
+	}
 	vals = make([][]byte, len(td.Columns))
 	for i, c := range td.Columns {
 		switch c.DataType {
@@ -54,7 +59,7 @@ func tuple(td *pglogrepl.TupleData) (vals [][]byte, unchanged []bool) {
 			unchanged[i] = true
 		}
 	}
-	return vals, unchanged
+	return vals, unchanged, nil
 }
 
 // keyText is a row's key columns as text, the form PostgreSQL reads them back in.

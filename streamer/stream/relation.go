@@ -42,17 +42,36 @@ func (s *Streamer) describe(ctx context.Context, m *pglogrepl.RelationMessage) (
 	} else if err != nil {
 		return nil, err
 	}
-	t := &schema.Table{Schema: m.Namespace, Name: m.RelationName, OID: m.RelationID, Target: tc.Target, ReplicaIdentity: m.ReplicaIdentity, Partitioned: cat.Partitioned}
-	for i, c := range m.Columns {
+	t, skip, err := relationTable(m, cat, tc.Target, func(c *pglogrepl.RelationMessageColumn) (schema.Column, error) {
 		typ, err := s.Env.Types.Lookup(ctx, s.Env.PG, c.DataType)
 		if err != nil {
-			return nil, err
+			return schema.Column{}, err
 		}
 		col := schema.Column{Name: c.Name, Type: typ}
 		if ci := cat.Column(c.Name); ci >= 0 {
 			col.SQLType = cat.Columns[ci].SQLType
 		} else if col.SQLType, err = pg.FormatType(ctx, s.Env.PG, c.DataType, c.TypeModifier); err != nil {
-			return nil, err
+			return schema.Column{}, err
+		}
+		return col, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	rel.table, rel.skip = t, skip
+	return rel, nil
+}
+
+// relationTable is the table a Relation message describes, replicated into target: its
+// columns in the message's order (how tuples are laid out), each resolved by column; its
+// item key from the catalog's view cat, or else from the replica identity. A table that
+// cannot be replicated is nil, with the reason in skip.
+func relationTable(m *pglogrepl.RelationMessage, cat *schema.Table, target string, column func(*pglogrepl.RelationMessageColumn) (schema.Column, error)) (t *schema.Table, skip string, err error) {
+	t = &schema.Table{Schema: m.Namespace, Name: m.RelationName, OID: m.RelationID, Target: target, ReplicaIdentity: m.ReplicaIdentity, Partitioned: cat.Partitioned}
+	for i, c := range m.Columns {
+		col, err := column(c)
+		if err != nil {
+			return nil, "", err
 		}
 		t.Columns = append(t.Columns, col)
 		// The Relation message flags the replica identity's columns (all of them for FULL):
@@ -64,8 +83,7 @@ func (s *Streamer) describe(ctx context.Context, m *pglogrepl.RelationMessage) (
 	for _, ci := range cat.Key {
 		i := t.Column(cat.Columns[ci].Name)
 		if i < 0 {
-			rel.skip = fmt.Sprintf("key column %s is not in the replication stream's relation (the key changed?)", cat.Columns[ci].Name)
-			return rel, nil
+			return nil, fmt.Sprintf("key column %s is not in the replication stream's relation (the key changed?)", cat.Columns[ci].Name), nil
 		}
 		t.Key = append(t.Key, i)
 	}
@@ -77,11 +95,9 @@ func (s *Streamer) describe(ctx context.Context, m *pglogrepl.RelationMessage) (
 		}
 	}
 	if err := t.Validate(); err != nil {
-		rel.skip = err.Error()
-		return rel, nil
+		return nil, err.Error(), nil
 	}
-	rel.table = t
-	return rel, nil
+	return t, "", nil
 }
 
 // relationIdent is the table a Relation message describes.

@@ -407,6 +407,9 @@ func (s *session) receive(ctx context.Context) error {
 }
 
 func (s *session) copyData(ctx context.Context, data []byte) error {
+	if len(data) == 0 {
+		return errors.New("replication stream: empty CopyData message")
+	}
 	switch data[0] {
 	case pglogrepl.PrimaryKeepaliveMessageByteID:
 		pkm, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
@@ -424,9 +427,9 @@ func (s *session) copyData(ctx context.Context, data []byte) error {
 			return err
 		}
 		s.noteServerLSN(xld.ServerWALEnd)
-		m, err := pglogrepl.Parse(xld.WALData)
+		m, err := parseWAL(xld.WALData)
 		if err != nil {
-			return fmt.Errorf("decoding pgoutput message: %w", err)
+			return err
 		}
 		return s.message(ctx, m)
 	}
