@@ -256,6 +256,8 @@ func leastPrivilege(cfn map[string]any) []string {
 		"lambda":         functions,
 		"states":         machines,
 		"logs":           logGroups,
+		// IAM database authentication (DatabaseIAMAuth): the one database user.
+		"rds-db": {arn + "rds-db:" + region + "dbuser:${DatabaseResourceId}/${DatabaseUser}"},
 		// The image is a parameter: its repository is any of the account's in the region.
 		"ecr": {arn + "ecr:" + region + "repository/*"},
 	}
@@ -328,6 +330,7 @@ func TestLeastPrivilege(t *testing.T) {
 		{"dynamodb:CreateTable", "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${TablePrefix}*"},
 		{"dynamodb:UpdateItem", "${ControlTable.Arn}"},
 		{"secretsmanager:GetSecretValue", "${DatabaseSecretArn}"},
+		{"rds-db:connect", "arn:${AWS::Partition}:rds-db:${AWS::Region}:${AWS::AccountId}:dbuser:${DatabaseResourceId}/${DatabaseUser}"},
 		{"lambda:InvokeFunction", "${SnapshotFunction.Arn}"},
 		{"states:StartExecution", "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-snapshot"},
 		{"ecr:BatchGetImage", "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/*"},
