@@ -6,14 +6,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
+
+// idleConnections is how many connections the client keeps open to DynamoDB: one for each
+// write a process keeps in flight (every range's writers, the stream's, background
+// removal's). The SDK's default transport keeps 10 per host, so with more in flight most
+// requests opened a new connection (a TLS handshake on AWS), and throughput fell as
+// concurrency rose.
+const idleConnections = 1024
 
 // FromConfig returns a DynamoDB client for an AWS configuration (the default one honours
 // AWS_ENDPOINT_URL, so it points at LocalStack or moto as well). Throttling and 5xx
@@ -21,6 +30,14 @@ import (
 // patiently: a replication stream would rather slow down than fail.
 func FromConfig(cfg aws.Config) *dynamodb.Client {
 	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+		if bc, ok := o.HTTPClient.(*awshttp.BuildableClient); ok || o.HTTPClient == nil {
+			if bc == nil {
+				bc = awshttp.NewBuildableClient()
+			}
+			o.HTTPClient = bc.WithTransportOptions(func(t *http.Transport) {
+				t.MaxIdleConns, t.MaxIdleConnsPerHost = idleConnections, idleConnections
+			})
+		}
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
 			so.MaxAttempts = 12
 			so.MaxBackoff = 20 * time.Second
