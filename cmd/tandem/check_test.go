@@ -61,7 +61,7 @@ func TestCheckGoodDatabase(t *testing.T) {
 		t.Fatalf("check of a good database: exit %d, want 0", r.code)
 	}
 	wantFinding(t, r, "OK", "postgres", "connected to postgres@127.0.0.1:", "/"+f.name, "PostgreSQL 15")
-	wantFinding(t, r, "WARN", "tls", "NOT encrypted", "sslmode=disable")
+	wantFinding(t, r, "OK", "tls", "not encrypted", "sslmode=disable", "a local connection")
 	wantFinding(t, r, "OK", "wal_level", "logical")
 	wantFinding(t, r, "OK", "replication privilege")
 	wantFinding(t, r, "OK", "max_replication_slots", "of 10 used by other slots", "Tandem needs one for slot "+f.cfg.Slot)

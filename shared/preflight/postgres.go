@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -44,15 +45,12 @@ func (c *checker) connect(ctx context.Context) bool {
 
 	mode := src.TLSMode()
 	tls, err := pg.ReadTLS(ctx, pool)
-	switch {
-	case err != nil:
+	if err != nil {
 		c.r.add(Warn, "tls", fmt.Sprintf("sslmode=%s; cannot tell whether the connection is encrypted: %v", mode, err))
-	case tls.Encrypted && (mode == "verify-full" || mode == "verify-ca"):
-		c.r.add(OK, "tls", fmt.Sprintf("encrypted (%s, %s), sslmode=%s: the server's certificate is verified", tls.Version, tls.Cipher, mode))
-	case tls.Encrypted:
-		c.r.add(OK, "tls", fmt.Sprintf("encrypted (%s, %s), sslmode=%s: the server's certificate is not verified (sslmode=verify-full with sslrootcert would)", tls.Version, tls.Cipher, mode))
-	default:
-		c.r.add(Warn, "tls", fmt.Sprintf("the connection is NOT encrypted (sslmode=%s): the database's traffic, passwords included, crosses the network in clear; enable TLS on the server and use sslmode=require or verify-full", mode))
+	} else {
+		local := parsed.Host == "localhost" || strings.HasPrefix(parsed.Host, "/") || net.ParseIP(parsed.Host).IsLoopback()
+		level, msg := tlsFinding(mode, tls, local, parsed.Host)
+		c.r.add(level, "tls", msg)
 	}
 	return true
 }
@@ -110,4 +108,24 @@ func (c *checker) checkServer(ctx context.Context) {
 			c.r.add(OK, "server_encoding", encoding)
 		}
 	}
+}
+
+// tlsFinding judges a connection's TLS: anything weaker than verify-full is a warning,
+// except on this machine (loopback or a unix socket), where nothing crosses a network.
+func tlsFinding(mode string, tls pg.TLS, local bool, host string) (Level, string) {
+	weak := Warn
+	if local {
+		weak = OK
+	}
+	switch {
+	case tls.Encrypted && mode == "verify-full":
+		return OK, fmt.Sprintf("encrypted (%s, %s), sslmode=verify-full: the server's certificate and host name are verified", tls.Version, tls.Cipher)
+	case tls.Encrypted && mode == "verify-ca":
+		return weak, fmt.Sprintf("encrypted (%s, %s), sslmode=verify-ca: the server's certificate is verified but not its host name (sslmode=verify-full would)", tls.Version, tls.Cipher)
+	case tls.Encrypted:
+		return weak, fmt.Sprintf("encrypted (%s, %s), sslmode=%s: the server's certificate is not verified (sslmode=verify-full with sslrootcert would)", tls.Version, tls.Cipher, mode)
+	case local:
+		return OK, fmt.Sprintf("not encrypted (sslmode=%s): a local connection (%s); use sslmode=verify-full for a database across a network", mode, host)
+	}
+	return Warn, fmt.Sprintf("the connection is NOT encrypted (sslmode=%s): the database's traffic, passwords included, crosses the network in clear; enable TLS on the server and use sslmode=verify-full", mode)
 }
