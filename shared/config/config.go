@@ -154,6 +154,10 @@ func parse(path string, file []byte, getenv func(string) string) (*Config, error
 		} else if err != nil {
 			return nil, fmt.Errorf("config: %s: %w", path, err)
 		}
+		if dec.More() {
+			// A second object (two files concatenated, a stray paste) would be ignored.
+			return nil, fmt.Errorf("config: %s: more after the settings' JSON object (offset %d)", path, dec.InputOffset())
+		}
 	}
 	if err := c.applyEnv(getenv); err != nil {
 		return nil, err

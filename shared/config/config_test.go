@@ -110,6 +110,7 @@ func TestValidationErrorsNameTheSetting(t *testing.T) {
 		{map[string]string{"TANDEM_PG_URL": "x", "TANDEM_WARM_WRITE_UNITS": "0"}, "", []string{"TANDEM_WARM_WRITE_UNITS", "positive"}},
 		{map[string]string{"TANDEM_PG_URL": "x"}, `{"warm_read_units_per_second": -5}`, []string{"warm_read_units_per_second", "positive"}},
 		{map[string]string{"TANDEM_PG_URL": "x"}, `{"max_sweep_segments": -1}`, []string{"max_sweep_segments"}},
+		{map[string]string{"TANDEM_PG_URL": "x"}, `{"slot": "a"} {"slot": "b"}`, []string{"more after the settings' JSON object"}},
 		{map[string]string{"TANDEM_PG_URL": "x", "TANDEM_PG_SSLMODE": "verify"}, "", []string{"postgres_sslmode (TANDEM_PG_SSLMODE)", `"verify"`, "verify-full"}},
 		{map[string]string{"TANDEM_PG_URL": "x", "TANDEM_PG_IAM_AUTH": "yes please"}, "", []string{"TANDEM_PG_IAM_AUTH"}},
 		{map[string]string{"TANDEM_PG_URL": "x", "TANDEM_PG_IAM_AUTH": "true", "TANDEM_PG_SSLMODE": "prefer"}, "", []string{"postgres_iam_auth", "require, verify-ca or verify-full"}},
