@@ -14,7 +14,8 @@ import (
 )
 
 // TestNoSecretInOutput runs the real binaries (plan, snapshot, the streamer, finalize,
-// status) with a connection URL holding a known password, and connection failures with
+// status, and the tandem command's check, status, verify and deadletters) with a
+// connection URL holding a known password, and connection failures with
 // it, and asserts that the password appears nowhere: not in their output (logs, errors,
 // metrics, results), the control table or the target.
 func TestNoSecretInOutput(t *testing.T) {
@@ -50,6 +51,16 @@ func TestNoSecretInOutput(t *testing.T) {
 	outputs = append(outputs, "streamer: "+streamed.String())
 	run("tandem/functions/finalize", `{"table":"public.accounts"}`)
 	run("tandem/functions/status", "{}")
+	// The operator's command: its checks, status (text and JSON), verification and dead letters.
+	if out := run("tandem/cmd/tandem", "check"); !strings.Contains(out, "connected to "+role+"@") {
+		t.Errorf("tandem check did not connect:\n%s", out)
+	}
+	if out := run("tandem/cmd/tandem", "status"); !strings.Contains(out, "public.accounts") {
+		t.Errorf("tandem status did not show the table:\n%s", out)
+	}
+	run("tandem/cmd/tandem", "status", "--json")
+	run("tandem/cmd/tandem", "verify")
+	run("tandem/cmd/tandem", "deadletters")
 
 	// Connection failures: nothing listens on the port; the URL does not parse.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -58,7 +69,7 @@ func TestNoSecretInOutput(t *testing.T) {
 	}
 	closed := ln.Addr().String()
 	ln.Close()
-	for _, url := range []string{
+	for i, url := range []string{
 		fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", role, password, closed, f.name),
 		fmt.Sprintf("postgres://%s:%s@127.0.0.1:notaport/%s", role, password, f.name),
 		fmt.Sprintf("host=127.0.0.1 port=%s user=%s password=%s dbname=%s sslmode=bogus", port, role, password, f.name),
@@ -66,6 +77,10 @@ func TestNoSecretInOutput(t *testing.T) {
 		f.cfg.PostgresURL = url
 		if out := run("tandem/functions/plan", "{}"); !strings.Contains(out, "postgres") {
 			t.Errorf("a failed connection's error does not say what failed:\n%s", out)
+		}
+		if i == 0 {
+			run("tandem/cmd/tandem", "check")
+			run("tandem/cmd/tandem", "status")
 		}
 	}
 
