@@ -37,6 +37,7 @@ func FuzzConfig(f *testing.F) {
 	f.Add([]byte(`{"chunk_size": "ten"}`), "")
 	f.Add([]byte(`{"unknown": 1}`), "")
 	f.Add([]byte(`{`), "")
+	f.Add([]byte(`{} {"slot": "x"}`), "TANDEM_PG_URL=x")
 	f.Add([]byte(nil), "TANDEM_PG_SECRET_ARN=arn:x\nTANDEM_TABLE_PREFIX=p-\nTANDEM_TABLES=\"My Schema\".\"x \"\"y\"\"\",a")
 	f.Add([]byte(nil), "TANDEM_PG_URL=x\nTANDEM_STATUS_INTERVAL=-1h\nTANDEM_LEASE_TTL=1s")
 	f.Add([]byte(nil), "TANDEM_PG_URL=x\nTANDEM_MAX_IN_FLIGHT=abc\nTANDEM_CREATE_TABLES=maybe")
@@ -67,7 +68,8 @@ func checkConfigError(t *testing.T, err error) {
 	var syntax *json.SyntaxError
 	var typeErr *json.UnmarshalTypeError
 	whole := errors.As(err, &typeErr) && typeErr.Field == ""
-	if whole || errors.As(err, &syntax) || errors.Is(err, io.ErrUnexpectedEOF) || err.Error() == "config: tandem.json is empty (write {} for no settings)" {
+	if whole || errors.As(err, &syntax) || errors.Is(err, io.ErrUnexpectedEOF) || err.Error() == "config: tandem.json is empty (write {} for no settings)" ||
+		strings.HasPrefix(err.Error(), "config: tandem.json: more after the settings' JSON object") {
 		if !strings.HasPrefix(err.Error(), "config: tandem.json") {
 			t.Fatalf("a JSON syntax error must name the file: %v", err)
 		}
