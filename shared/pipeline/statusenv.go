@@ -9,9 +9,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"tandem/shared/config"
+	"tandem/shared/pg"
 )
 
 // NewStatusEnv is an Env for reading the status from outside the pipeline (the tandem
@@ -33,24 +33,17 @@ func NewStatusEnv(ctx context.Context, cfg *config.Config) (*Env, aws.Config, er
 		})
 	})
 	env := FromParts(cfg, nil, db, NewLogger())
-	url := cfg.PostgresURL
-	if url == "" {
-		if url, err = postgresURLFromSecret(ctx, awsCfg, cfg.PostgresSecretARN); err != nil {
-			env.PGError = err
-			return env, awsCfg, nil
-		}
-	}
-	pc, err := pgxpool.ParseConfig(url)
+	src, err := SourceFor(ctx, cfg, awsCfg)
 	if err != nil {
-		env.PGError = fmt.Errorf("postgres: invalid connection URL: %w", err)
+		env.PGError = err
 		return env, awsCfg, nil
 	}
-	pc.ConnConfig.ConnectTimeout = pgTimeout
-	pc.ConnConfig.RuntimeParams["application_name"] = "tandem status"
-	pc.MaxConns = 2
-	pc.MaxConnIdleTime = time.Minute
-	if env.PG, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
-		env.PGError = fmt.Errorf("postgres: %w", err)
+	env.Source = src
+	// PostgreSQL down is shown, not fatal: the rest of the status does not need it.
+	pctx, cancel := context.WithTimeout(ctx, pgTimeout)
+	defer cancel()
+	if env.PG, err = pg.Open(pctx, src, 2); err != nil {
+		env.PG, env.PGError = nil, err
 	}
 	return env, awsCfg, nil
 }
