@@ -22,7 +22,7 @@ import (
 func TestDeadLetters(t *testing.T) {
 	f := newCLIFixture(t, opsDDL+`
 UPDATE items SET name = repeat('x', 500000) WHERE id = 7;`, nil)
-	p := f.opsPipe()
+	p := f.pipelineEnv()
 	f.opsConverge(p, "public.items")
 	st, _, err := p.Control.Table(f.ctx, "public.items")
 	if err != nil || st.Degraded == "" {

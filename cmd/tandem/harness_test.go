@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -124,10 +125,17 @@ func (f *cliFixture) tandem(args ...string) result {
 // runBinary runs the binary with extra environment variables, at most two minutes.
 func runBinary(t *testing.T, extraEnv []string, args ...string) result {
 	t.Helper()
+	return runBinaryStdin(t, extraEnv, "", args...)
+}
+
+// runBinaryStdin is runBinary with stdin as the binary's standard input.
+func runBinaryStdin(t *testing.T, extraEnv []string, stdin string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Env = append(os.Environ(), extraEnv...)
+	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -139,7 +147,7 @@ func runBinary(t *testing.T, extraEnv []string, args ...string) result {
 	case err != nil:
 		t.Fatalf("tandem %v: %v", args, err)
 	}
-	t.Logf("tandem %v → exit %d\nstdout:\n%s\nstderr:\n%s", args, r.code, r.stdout, r.stderr)
+	t.Logf("tandem %v (stdin %q) → exit %d\nstdout:\n%s\nstderr:\n%s", args, stdin, r.code, r.stdout, r.stderr)
 	return r
 }
 

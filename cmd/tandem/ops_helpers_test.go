@@ -2,8 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"log/slog"
-	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -14,35 +12,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"tandem/localstack/verify"
-	"tandem/shared/ddb"
-	"tandem/shared/pg"
 	"tandem/shared/pipeline"
 )
 
 // Helpers of the verify, resnapshot and deadletters tests: fixtures are made converged
 // in this process, through the pipeline (plan, snapshot, finalize), and the binary is
 // then run against them.
-
-// pipe is an in-process pipeline on f's configuration.
-func (f *cliFixture) opsPipe() *pipeline.Env {
-	f.t.Helper()
-	cfg := *f.cfg
-	cfg.Defaults()
-	if err := cfg.Validate(); err != nil {
-		f.t.Fatal(err)
-	}
-	awsCfg, err := env.Moto.AWSConfig(f.ctx)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	pool, err := pg.Open(f.ctx, pg.Source{URL: f.url}, 12)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	f.t.Cleanup(pool.Close)
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	return pipeline.FromParts(&cfg, pool, ddb.FromConfig(awsCfg), log)
-}
 
 // converge plans every table and snapshots and finalizes the given ones.
 func (f *cliFixture) opsConverge(p *pipeline.Env, tables ...string) {

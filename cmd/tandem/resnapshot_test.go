@@ -58,7 +58,7 @@ func opsSameItems(t *testing.T, what string, before, after map[string]map[string
 // passes, while the other table's items and state are untouched.
 func TestResnapshotOneTable(t *testing.T) {
 	f := newCLIFixture(t, opsDDL, nil)
-	p := f.opsPipe()
+	p := f.pipelineEnv()
 	f.opsConverge(p, "public.items", "public.pairs")
 	items, pairs := f.opsTarget(p, "public.items"), f.opsTarget(p, "public.pairs")
 	pairsBefore := f.opsItems(p, pairs, "k", "n")
@@ -124,7 +124,7 @@ func TestResnapshotOneTable(t *testing.T) {
 // refused filters name the table and PostgreSQL's reason.
 func TestResnapshotWhere(t *testing.T) {
 	f := newCLIFixture(t, opsDDL, nil)
-	p := f.opsPipe()
+	p := f.pipelineEnv()
 	f.opsConverge(p, "public.items", "public.pairs")
 	items := f.opsTarget(p, "public.items")
 	f.opsDamage(p, items, "3", "name", "tampered")
@@ -192,7 +192,7 @@ func TestResnapshotStateMachine(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := newCLIFixture(t, opsDDL, func(c *config.Config) { c.StateMachineARN = aws.ToString(sm.StateMachineArn) })
-	p := f.opsPipe()
+	p := f.pipelineEnv()
 	f.opsConverge(p, "public.items", "public.pairs")
 
 	r := f.tandem("resnapshot", "--no-wait", "items", "--where", "id < 5")
@@ -227,7 +227,7 @@ INSERT INTO items SELECT g, 'n' || g, g, ARRAY['t'] FROM generate_series(1, 1000
 		c.CatalogInterval = config.Duration{Duration: 500 * time.Millisecond}
 		c.ChunkSize = 200
 	})
-	p := f.opsPipe()
+	p := f.pipelineEnv()
 	f.opsConverge(p, "public.items")
 	ctx, cancel := context.WithCancel(f.ctx)
 	s := &stream.Streamer{Env: p, Owner: "test-" + f.name}

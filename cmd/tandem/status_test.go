@@ -34,7 +34,7 @@ func (f *cliFixture) pipelineEnv() *pipeline.Env {
 	if err := cfg.Validate(); err != nil {
 		f.t.Fatal(err)
 	}
-	pool, err := pg.Open(f.ctx, pg.Source{URL: f.url}, 8)
+	pool, err := pg.Open(f.ctx, pg.Source{URL: f.url}, 12)
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -1,14 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -24,24 +20,7 @@ const teardownDDL = `CREATE TABLE orders (id int PRIMARY KEY, v text); CREATE TA
 // tandemStdin runs the binary with f's configuration, stdin given.
 func (f *cliFixture) tandemStdin(stdin string, args ...string) result {
 	f.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, append([]string{args[0], "--config", f.configFile}, args[1:]...)...)
-	cmd.Env = append(os.Environ(), env.Moto.EnvVars()...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		r.code = exit.ExitCode()
-	case err != nil:
-		f.t.Fatalf("tandem %v: %v", args, err)
-	}
-	f.t.Logf("tandem %v (stdin %q) → exit %d\nstdout:\n%s\nstderr:\n%s", args, stdin, r.code, r.stdout, r.stderr)
-	return r
+	return runBinaryStdin(f.t, env.Moto.EnvVars(), stdin, append([]string{args[0], "--config", f.configFile}, args[1:]...)...)
 }
 
 // slotAndPublication counts f's slot and publication in the catalog.

@@ -22,7 +22,7 @@ INSERT INTO pairs SELECT 'k' || (g % 4), g, 'v' || g FROM generate_series(1, 60)
 // is reported as not verified.
 func TestVerifyConvergedAndPlanted(t *testing.T) {
 	f := newCLIFixture(t, opsDDL, nil)
-	p := f.opsPipe()
+	p := f.pipelineEnv()
 	f.opsConverge(p, "public.items", "public.pairs")
 
 	r := f.tandem("verify")
@@ -120,7 +120,7 @@ func TestVerifyConvergedAndPlanted(t *testing.T) {
 // so), unless --force.
 func TestVerifyNotDone(t *testing.T) {
 	f := newCLIFixture(t, opsDDL, nil)
-	p := f.opsPipe()
+	p := f.pipelineEnv()
 	f.opsConverge(p, "public.pairs")
 	r := f.tandem("verify")
 	if r.code != exitProblem || !strings.Contains(r.stdout, "public.items: not verified: its snapshot is pending") ||
