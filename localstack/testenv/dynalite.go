@@ -149,9 +149,20 @@ func installDynalite(dir string) error {
 	return nil
 }
 
+// DynaliteOptions tune a dynalite server.
+type DynaliteOptions struct {
+	// CPUs, when set, confines the server to these CPUs (taskset's list form, e.g. "1"),
+	// so that a benchmark can give the endpoint a core of its own, as a remote service
+	// has, instead of letting it compete with PostgreSQL and the code it measures.
+	CPUs string
+}
+
 // StartDynalite installs dynalite if needed, starts it on a free port and waits until it
 // answers. It never falls back to another endpoint: the error says why it could not start.
-func StartDynalite() (*Dynalite, error) {
+func StartDynalite() (*Dynalite, error) { return StartDynaliteWith(DynaliteOptions{}) }
+
+// StartDynaliteWith is StartDynalite with options.
+func StartDynaliteWith(opts DynaliteOptions) (*Dynalite, error) {
 	modDir, err := dynaliteModuleDir()
 	if err != nil {
 		return nil, err
@@ -170,7 +181,7 @@ func StartDynalite() (*Dynalite, error) {
 	}
 	var errs []error
 	for attempt := 1; attempt <= 3; attempt++ {
-		d, err := startDynalite(dir, modDir, script)
+		d, err := startDynalite(dir, modDir, script, opts)
 		if err == nil {
 			return d, nil
 		}
@@ -183,7 +194,7 @@ func StartDynalite() (*Dynalite, error) {
 	return nil, errors.Join(errs...)
 }
 
-func startDynalite(dir, modDir, script string) (*Dynalite, error) {
+func startDynalite(dir, modDir, script string, opts DynaliteOptions) (*Dynalite, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -194,7 +205,16 @@ func startDynalite(dir, modDir, script string) (*Dynalite, error) {
 		return nil, err
 	}
 	defer log.Close()
-	cmd := exec.Command("node", script, modDir, strconv.Itoa(port))
+	args := []string{"node", script, modDir, strconv.Itoa(port)}
+	if opts.CPUs != "" {
+		// Through taskset rather than sched_setaffinity after the start: node starts its
+		// threads at once, and each keeps the mask it was created with.
+		if _, err := exec.LookPath("taskset"); err != nil {
+			return nil, fmt.Errorf("dynalite: pinning to CPUs %s needs taskset (util-linux): %w", opts.CPUs, err)
+		}
+		args = append([]string{"taskset", "-c", opts.CPUs}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
