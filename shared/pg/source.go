@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -113,10 +114,16 @@ func IsAuthFailure(err error) bool {
 // string's, else PGSSLMODE's, else pgx's default, prefer (TLS if the server offers it,
 // else plain text).
 func (s Source) TLSMode() string {
+	mode, _ := s.TLSModeOrigin()
+	return mode
+}
+
+// TLSModeOrigin is TLSMode and which setting it comes from, for messages that tell the
+// operator what to change.
+func (s Source) TLSModeOrigin() (mode, origin string) {
 	if s.SSLMode != "" {
-		return s.SSLMode
+		return s.SSLMode, "the configured sslmode"
 	}
-	mode := ""
 	if strings.HasPrefix(s.URL, "postgres://") || strings.HasPrefix(s.URL, "postgresql://") {
 		if u, err := url.Parse(s.URL); err == nil {
 			mode = u.Query().Get("sslmode")
@@ -128,13 +135,19 @@ func (s Source) TLSMode() string {
 			}
 		}
 	}
-	if mode == "" {
-		mode = os.Getenv("PGSSLMODE")
+	if mode != "" {
+		return mode, "the connection URL's sslmode"
 	}
-	if mode == "" {
-		mode = "prefer"
+	if mode = os.Getenv("PGSSLMODE"); mode != "" {
+		return mode, "PGSSLMODE"
 	}
-	return mode
+	return "prefer", "pgx's default, no sslmode being set"
+}
+
+// NoPlainText reports whether every connection made from s is encrypted: its TLS mode is
+// require, verify-ca or verify-full, which never fall back to plain text.
+func (s Source) NoPlainText() bool {
+	return slices.Contains(SSLModes[slices.Index(SSLModes, "require"):], s.TLSMode())
 }
 
 // Endpoint describes where s connects, without the password: user@host:port/database.

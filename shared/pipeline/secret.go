@@ -43,6 +43,10 @@ func SourceFor(ctx context.Context, cfg *config.Config, awsCfg aws.Config) (pg.S
 		src.Password = secret.password
 	}
 	if cfg.PostgresIAMAuth {
+		// Validate checked the configuration's URL; a secret's is known only now.
+		if err := cfg.IAMAuthTLSError(src.URL); err != nil {
+			return src, err
+		}
 		pc, err := pgconn.ParseConfig(src.URL)
 		if err != nil {
 			return src, fmt.Errorf("postgres_iam_auth: the connection string does not parse")
