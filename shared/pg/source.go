@@ -23,11 +23,23 @@ type Source struct {
 	// the CA bundle SSLRootCert and its host name; require and stronger never fall back to
 	// plain text).
 	SSLMode, SSLRootCert string
-	// Password, when set, gives every new connection its password, replacing the
-	// connection string's: an IAM token made for that connection, or the database
-	// secret's password. After an authentication failure it is called again with refresh
-	// set, so that a rotated secret is read anew before Tandem gives up.
-	Password func(ctx context.Context, refresh bool) (string, error)
+	// Credentials, when set, gives every new connection its password, replacing the
+	// connection string's (an IAM token made for that connection, or the database
+	// secret's password), and is told of every login the server refuses.
+	Credentials Credentials
+}
+
+// Credentials supplies the passwords of new connections. One value serves every
+// connection a process makes (its pools and its replication connections), so that a
+// refusal met by one connection spares the others the stale password.
+type Credentials interface {
+	// Password is the password for a new connection.
+	Password(ctx context.Context) (string, error)
+	// Refused is told the password of a login the server refused (28P01, 28000): a
+	// rotated secret's old password, an expired token. Password must not hand it out
+	// again before reading its source anew, so that a rotation costs one refused login
+	// per connection attempt already under way, not every attempt until a cache expires.
+	Refused(password string)
 }
 
 // SSLModes are the TLS modes a Source takes, weakest first.

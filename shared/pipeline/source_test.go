@@ -21,10 +21,10 @@ func TestIAMTokenPerConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if src.Password == nil {
+	if src.Credentials == nil {
 		t.Fatal("no password source for IAM authentication")
 	}
-	token, err := src.Password(context.Background(), false)
+	token, err := src.Credentials.Password(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
