@@ -22,7 +22,7 @@ import (
 func (f *fixture) processEnv() []string {
 	c := f.cfg
 	return append(append(os.Environ(), env.Moto.EnvVars()...),
-		"TANDEM_PG_URL="+c.PostgresURL, "TANDEM_SLOT="+c.Slot, "TANDEM_PUBLICATION="+c.Publication,
+		"TANDEM_PG_URL="+c.PostgresURL, "TANDEM_PG_SECRET_ARN="+c.PostgresSecretARN, "TANDEM_SLOT="+c.Slot, "TANDEM_PUBLICATION="+c.Publication,
 		"TANDEM_CONTROL_TABLE="+c.ControlTable, "TANDEM_TABLE_PREFIX="+c.TablePrefix,
 		"TANDEM_CHUNK_SIZE="+strconv.Itoa(c.ChunkSize), "TANDEM_LEASE_TTL="+c.LeaseTTL.String(),
 		"TANDEM_STATUS_INTERVAL="+c.StatusInterval.String())

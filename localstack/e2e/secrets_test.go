@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -11,13 +13,19 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"tandem/localstack/testenv"
+	"tandem/shared/pg"
 )
 
 // TestNoSecretInOutput runs the real binaries (plan, snapshot, the streamer, finalize,
 // status, and the tandem command's check, status, verify and deadletters) with a
-// connection URL holding a known password, and connection failures with
-// it, and asserts that the password appears nowhere: not in their output (logs, errors,
-// metrics, results), the control table or the target.
+// connection URL holding a known password, then with the database secret holding it
+// (postgres_secret_arn), and connection failures with it (nothing listening, a URL that
+// does not parse, and a login the server refuses for a wrong password, 28P01, by URL and
+// by secret), and asserts that the password appears nowhere: not in their output (logs,
+// errors, metrics, results), the control table or the target.
 func TestNoSecretInOutput(t *testing.T) {
 	f := newFixture(t, `CREATE TABLE accounts (id int PRIMARY KEY, owner text);
 		INSERT INTO accounts SELECT g, 'owner ' || g FROM generate_series(1, 50) g;`, nil)
@@ -61,6 +69,63 @@ func TestNoSecretInOutput(t *testing.T) {
 	run("tandem/cmd/tandem", "status", "--json")
 	run("tandem/cmd/tandem", "verify")
 	run("tandem/cmd/tandem", "deadletters")
+
+	// The database secret (an RDS JSON secret) instead of a URL.
+	awsCfg, err := env.Moto.AWSConfig(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm := secretsmanager.NewFromConfig(awsCfg)
+	secret := func(port string, user, db string) string {
+		t.Helper()
+		value, _ := json.Marshal(map[string]any{"host": "127.0.0.1", "port": port, "username": user, "password": password, "dbname": db})
+		name := fmt.Sprintf("leaky-%d", time.Now().UnixNano())
+		out, err := sm.CreateSecret(f.ctx, &secretsmanager.CreateSecretInput{Name: &name, SecretString: aws.String(string(value))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return aws.ToString(out.ARN)
+	}
+	f.cfg.PostgresURL, f.cfg.PostgresSecretARN = "", secret(port, role, f.name)
+	if out := run("tandem/functions/plan", "{}"); !strings.Contains(out, "public.accounts") {
+		t.Errorf("plan did not plan the table with the secret:\n%s", out)
+	}
+	if out := run("tandem/cmd/tandem", "check"); !strings.Contains(out, "connected to "+role+"@") {
+		t.Errorf("tandem check did not connect with the secret:\n%s", out)
+	}
+	run("tandem/cmd/tandem", "status")
+	run("tandem/cmd/tandem", "verify")
+
+	// A login refused for a wrong password (28P01), by URL and by secret: a server where
+	// the role logs in by password, and a password it does not have. The secret is read
+	// again and the login retried before the error.
+	strict, err := testenv.StartPostgres(testenv.PostgresOptions{HBA: []string{"host all " + role + " 127.0.0.1/32 scram-sha-256"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer strict.Stop()
+	admin, err := pg.Open(f.ctx, pg.Source{URL: strict.URL}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = admin.Exec(f.ctx, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD 'Another-Pa55word-1d2e'", role))
+	admin.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	strictPort := strconv.Itoa(strict.Port)
+	for _, by := range []string{"URL", "secret"} {
+		f.cfg.PostgresURL, f.cfg.PostgresSecretARN = fmt.Sprintf("postgres://%s:%s@127.0.0.1:%s/postgres?sslmode=disable", role, password, strictPort), ""
+		if by == "secret" {
+			f.cfg.PostgresURL, f.cfg.PostgresSecretARN = "", secret(strictPort, role, "postgres")
+		}
+		for _, args := range [][]string{{"tandem/functions/plan", "{}"}, {"tandem/cmd/tandem", "check"}, {"tandem/cmd/tandem", "status"}} {
+			if out := run(args[0], args[1:]...); !strings.Contains(out, "28P01") {
+				t.Errorf("by %s, %s %s: no refused login (28P01) in its output:\n%s", by, args[0], args[1], out)
+			}
+		}
+	}
+	f.cfg.PostgresSecretARN = ""
 
 	// Connection failures: nothing listens on the port; the URL does not parse.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -124,6 +124,23 @@ func (p *Postgres) setUp(opts PostgresOptions) error {
 func (p *Postgres) dataDir() string { return filepath.Join(p.Dir, "data") }
 func (p *Postgres) logFile() string { return filepath.Join(p.Dir, "postgres.log") }
 
+// CountInLog counts the lines of the server's log so far that contain s: tests count
+// events only the server sees, such as refused logins ("password authentication failed
+// for user"). A line is written before the client is told, so what a client saw is there.
+func (p *Postgres) CountInLog(s string) (int, error) {
+	b, err := os.ReadFile(p.logFile())
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for line := range strings.Lines(string(b)) {
+		if strings.Contains(line, s) {
+			n++
+		}
+	}
+	return n, nil
+}
+
 func (p *Postgres) initdb() error {
 	var errs []error
 	// Not every system has the C.UTF-8 locale; C exists everywhere.

@@ -315,6 +315,21 @@ var (
 	tablePrefix = regexp.MustCompile(`^[a-zA-Z0-9_.-]{0,200}$`)
 )
 
+// IAMAuthTLSError says why postgres_iam_auth cannot go with the TLS mode connections to
+// url would use (nil when it can, or IAM authentication is off). An IAM token is sent as
+// the password, so only a mode that never falls back to plain text will do; the mode
+// checked is the one connections use, so an unset postgres_sslmode counts as the URL's,
+// else PGSSLMODE's, else pgx's default, prefer. With a secret, url is "" until the
+// secret is read, and SourceFor checks again with the secret's URL.
+func (c *Config) IAMAuthTLSError(url string) error {
+	src := pg.Source{URL: url, SSLMode: c.PostgresSSLMode}
+	if !c.PostgresIAMAuth || src.NoPlainText() {
+		return nil
+	}
+	mode, origin := src.TLSModeOrigin()
+	return fmt.Errorf("config: postgres_iam_auth needs TLS that cannot fall back to plain text, but connections would use sslmode %q (%s): set postgres_sslmode (TANDEM_PG_SSLMODE) to require, verify-ca or verify-full (verify-full also checks whom it talks to)", mode, origin)
+}
+
 // Validate reports every problem at once, each naming the setting.
 func (c *Config) Validate() error {
 	var errs []error
@@ -324,8 +339,8 @@ func (c *Config) Validate() error {
 	if c.PostgresSSLMode != "" && !slices.Contains(pg.SSLModes, c.PostgresSSLMode) {
 		errs = append(errs, fmt.Errorf("config: postgres_sslmode (TANDEM_PG_SSLMODE) %q is not one of %s", c.PostgresSSLMode, strings.Join(pg.SSLModes, ", ")))
 	}
-	if c.PostgresIAMAuth && slices.Contains([]string{"disable", "allow", "prefer"}, c.PostgresSSLMode) {
-		errs = append(errs, fmt.Errorf("config: postgres_iam_auth needs TLS that cannot fall back to plain text: postgres_sslmode %q must be require, verify-ca or verify-full", c.PostgresSSLMode))
+	if err := c.IAMAuthTLSError(c.PostgresURL); err != nil {
+		errs = append(errs, err)
 	}
 	for name, v := range map[string]string{"publication": c.Publication, "slot": c.Slot} {
 		if !pgIdent.MatchString(v) {

@@ -214,3 +214,45 @@ func TestBadDurations(t *testing.T) {
 type env map[string]string
 
 func (e env) get(k string) string { return e[k] }
+
+// TestIAMAuthNeedsTLS: IAM authentication is refused unless the TLS mode connections
+// actually use never falls back to plain text, whether that mode is set in
+// postgres_sslmode, in the URL, by PGSSLMODE, or left to pgx's default (prefer).
+func TestIAMAuthNeedsTLS(t *testing.T) {
+	const iam = "TANDEM_PG_IAM_AUTH"
+	cases := []struct {
+		env  map[string]string
+		want []string // nil: accepted
+	}{
+		{map[string]string{"TANDEM_PG_URL": "postgres://u@db/app", iam: "true"},
+			[]string{"postgres_iam_auth", `sslmode "prefer"`, "pgx's default", "set postgres_sslmode (TANDEM_PG_SSLMODE) to require, verify-ca or verify-full"}},
+		{map[string]string{"TANDEM_PG_URL": "postgres://u@db/app?sslmode=allow", iam: "true"}, []string{`sslmode "allow"`, "the connection URL's sslmode"}},
+		{map[string]string{"TANDEM_PG_URL": "host=db user=u sslmode=disable", iam: "true"}, []string{`sslmode "disable"`, "the connection URL's sslmode"}},
+		{map[string]string{"TANDEM_PG_URL": "postgres://u@db/app?sslmode=require", iam: "true", "TANDEM_PG_SSLMODE": "prefer"}, []string{`sslmode "prefer"`, "the configured sslmode"}},
+		{map[string]string{"TANDEM_PG_URL": "postgres://u@db/app", iam: "true", "PGSSLMODE": "disable"}, []string{`sslmode "disable"`, "PGSSLMODE"}},
+		// A secret's URL is read only when connecting: without postgres_sslmode the mode is unknown.
+		{map[string]string{"TANDEM_PG_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:1:secret:db", iam: "true"}, []string{`sslmode "prefer"`, "postgres_sslmode"}},
+
+		{map[string]string{"TANDEM_PG_URL": "postgres://u@db/app?sslmode=verify-full", iam: "true"}, nil},
+		{map[string]string{"TANDEM_PG_URL": "postgres://u@db/app?sslmode=disable", iam: "true", "TANDEM_PG_SSLMODE": "require"}, nil},
+		{map[string]string{"TANDEM_PG_URL": "postgres://u@db/app", iam: "true", "PGSSLMODE": "verify-ca"}, nil},
+		{map[string]string{"TANDEM_PG_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:1:secret:db", iam: "true", "TANDEM_PG_SSLMODE": "verify-full"}, nil},
+		{map[string]string{"TANDEM_PG_URL": "postgres://u@db/app"}, nil}, // no IAM: prefer is allowed
+	}
+	for _, c := range cases {
+		t.Setenv("PGSSLMODE", "")
+		_, err := load(t, c.env, "")
+		switch {
+		case c.want == nil && err != nil:
+			t.Errorf("%v: %v", c.env, err)
+		case c.want != nil && err == nil:
+			t.Errorf("%v: accepted, want an error mentioning %q", c.env, c.want)
+		case c.want != nil:
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%v: error %q should mention %q", c.env, err, w)
+				}
+			}
+		}
+	}
+}

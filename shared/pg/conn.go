@@ -17,14 +17,13 @@ import (
 )
 
 // Open returns a pool for ordinary queries. When the first connection is refused its
-// credentials and src supplies passwords, the password is read anew and tried once more
-// (a secret rotated since it was read).
+// credentials and src supplies passwords, it is tried once more with the password read
+// anew (a secret rotated since it was read). Every later connection of the pool that is
+// refused marks its password stale too (refusedLogins), so the pool's next connection
+// after a rotation reads the new one.
 func Open(ctx context.Context, src Source, maxConns int32) (*pgxpool.Pool, error) {
 	pool, err := open(ctx, src, maxConns)
-	if err != nil && src.Password != nil && IsAuthFailure(err) {
-		if _, rerr := src.Password(ctx, true); rerr != nil {
-			return nil, fmt.Errorf("%w (and reading the password again failed: %v)", err, rerr)
-		}
+	if err != nil && src.Credentials != nil && IsAuthFailure(err) {
 		pool, err = open(ctx, src, maxConns)
 	}
 	return pool, err
@@ -49,13 +48,16 @@ func open(ctx context.Context, src Source, maxConns int32) (*pgxpool.Pool, error
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
-	if src.Password != nil {
+	if creds := src.Credentials; creds != nil {
 		cfg.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
-			pw, err := src.Password(ctx, false)
+			pw, err := creds.Password(ctx)
 			if err != nil {
 				return fmt.Errorf("postgres: the connection's password: %w", err)
 			}
 			cc.Password = pw
+			// The pool reports no failed connection to anyone but the caller that
+			// waited for it; a connect tracer sees every one.
+			cc.Tracer = refusedLogins{creds: creds, password: pw}
 			return nil
 		}
 	}
@@ -70,17 +72,40 @@ func open(ctx context.Context, src Source, maxConns int32) (*pgxpool.Pool, error
 	return pool, nil
 }
 
+// refusedLogins tells creds when the server refuses a pool connection's login made with
+// password. It traces nothing else.
+type refusedLogins struct {
+	creds    Credentials
+	password string
+}
+
+func (r refusedLogins) TraceConnectStart(ctx context.Context, _ pgx.TraceConnectStartData) context.Context {
+	return ctx
+}
+
+func (r refusedLogins) TraceConnectEnd(_ context.Context, data pgx.TraceConnectEndData) {
+	if IsAuthFailure(data.Err) {
+		r.creds.Refused(r.password)
+	}
+}
+
+func (refusedLogins) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+
+func (refusedLogins) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
 // ConnectReplication opens a logical replication connection (replication=database),
-// reading the password anew and trying once more when the first is refused.
+// trying once more, with the password read anew, when the first login is refused.
 func ConnectReplication(ctx context.Context, src Source) (*pgconn.PgConn, error) {
-	conn, err := connectReplication(ctx, src, false)
-	if err != nil && src.Password != nil && IsAuthFailure(err) {
-		conn, err = connectReplication(ctx, src, true)
+	conn, err := connectReplication(ctx, src)
+	if err != nil && src.Credentials != nil && IsAuthFailure(err) {
+		conn, err = connectReplication(ctx, src)
 	}
 	return conn, err
 }
 
-func connectReplication(ctx context.Context, src Source, refresh bool) (*pgconn.PgConn, error) {
+func connectReplication(ctx context.Context, src Source) (*pgconn.PgConn, error) {
 	cfg, err := src.parse()
 	if err != nil {
 		return nil, err
@@ -90,13 +115,16 @@ func connectReplication(ctx context.Context, src Source, refresh bool) (*pgconn.
 	}
 	cfg.RuntimeParams["replication"] = "database"
 	cfg.RuntimeParams["application_name"] = "tandem-streamer"
-	if src.Password != nil {
-		if cfg.Password, err = src.Password(ctx, refresh); err != nil {
+	if src.Credentials != nil {
+		if cfg.Password, err = src.Credentials.Password(ctx); err != nil {
 			return nil, fmt.Errorf("postgres: the replication connection's password: %w", err)
 		}
 	}
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
+		if src.Credentials != nil && IsAuthFailure(err) {
+			src.Credentials.Refused(cfg.Password)
+		}
 		return nil, fmt.Errorf("postgres: replication connection: %w", err)
 	}
 	return conn, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -22,11 +23,23 @@ type Source struct {
 	// the CA bundle SSLRootCert and its host name; require and stronger never fall back to
 	// plain text).
 	SSLMode, SSLRootCert string
-	// Password, when set, gives every new connection its password, replacing the
-	// connection string's: an IAM token made for that connection, or the database
-	// secret's password. After an authentication failure it is called again with refresh
-	// set, so that a rotated secret is read anew before Tandem gives up.
-	Password func(ctx context.Context, refresh bool) (string, error)
+	// Credentials, when set, gives every new connection its password, replacing the
+	// connection string's (an IAM token made for that connection, or the database
+	// secret's password), and is told of every login the server refuses.
+	Credentials Credentials
+}
+
+// Credentials supplies the passwords of new connections. One value serves every
+// connection a process makes (its pools and its replication connections), so that a
+// refusal met by one connection spares the others the stale password.
+type Credentials interface {
+	// Password is the password for a new connection.
+	Password(ctx context.Context) (string, error)
+	// Refused is told the password of a login the server refused (28P01, 28000): a
+	// rotated secret's old password, an expired token. Password must not hand it out
+	// again before reading its source anew, so that a rotation costs one refused login
+	// per connection attempt already under way, not every attempt until a cache expires.
+	Refused(password string)
 }
 
 // SSLModes are the TLS modes a Source takes, weakest first.
@@ -113,10 +126,16 @@ func IsAuthFailure(err error) bool {
 // string's, else PGSSLMODE's, else pgx's default, prefer (TLS if the server offers it,
 // else plain text).
 func (s Source) TLSMode() string {
+	mode, _ := s.TLSModeOrigin()
+	return mode
+}
+
+// TLSModeOrigin is TLSMode and which setting it comes from, for messages that tell the
+// operator what to change.
+func (s Source) TLSModeOrigin() (mode, origin string) {
 	if s.SSLMode != "" {
-		return s.SSLMode
+		return s.SSLMode, "the configured sslmode"
 	}
-	mode := ""
 	if strings.HasPrefix(s.URL, "postgres://") || strings.HasPrefix(s.URL, "postgresql://") {
 		if u, err := url.Parse(s.URL); err == nil {
 			mode = u.Query().Get("sslmode")
@@ -128,13 +147,19 @@ func (s Source) TLSMode() string {
 			}
 		}
 	}
-	if mode == "" {
-		mode = os.Getenv("PGSSLMODE")
+	if mode != "" {
+		return mode, "the connection URL's sslmode"
 	}
-	if mode == "" {
-		mode = "prefer"
+	if mode = os.Getenv("PGSSLMODE"); mode != "" {
+		return mode, "PGSSLMODE"
 	}
-	return mode
+	return "prefer", "pgx's default, no sslmode being set"
+}
+
+// NoPlainText reports whether every connection made from s is encrypted: its TLS mode is
+// require, verify-ca or verify-full, which never fall back to plain text.
+func (s Source) NoPlainText() bool {
+	return slices.Contains(SSLModes[slices.Index(SSLModes, "require"):], s.TLSMode())
 }
 
 // Endpoint describes where s connects, without the password: user@host:port/database.

@@ -7,8 +7,10 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -135,14 +137,76 @@ func TestVerifiedTLS(t *testing.T) {
 }
 
 // TestNoFallbackToPlainText: a server that refuses TLS gets nothing in plain text from a
-// Source that asks for TLS, whatever the URL says.
+// Source that asks for TLS, whatever the URL says. For each mode that promises TLS, and
+// for a pool and a replication connection, a fake server sees a connection arrive, its
+// first message be an SSLRequest, and, once it answers 'N' (no TLS here), nothing more:
+// no StartupMessage, which would carry the user and database, then the password.
 func TestNoFallbackToPlainText(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	connects := map[string]func(pg.Source) error{
+		"pool": func(src pg.Source) error {
+			pool, err := pg.Open(ctx, src, 1)
+			if err == nil {
+				pool.Close()
+			}
+			return err
+		},
+		"replication connection": func(src pg.Source) error {
+			conn, err := pg.ConnectReplication(ctx, src)
+			if err == nil {
+				conn.Close(ctx)
+			}
+			return err
+		},
+	}
+	for _, how := range []string{"pool", "replication connection"} {
+		for _, mode := range []string{"require", "verify-ca", "verify-full"} {
+			name := how + ", " + mode
+			addr, attempts := refuseTLS(t)
+			url := fmt.Sprintf("postgres://tandem:secret@%s/app?sslmode=prefer", addr)
+			if err := connects[how](pg.Source{URL: url, SSLMode: mode}); err == nil {
+				t.Fatalf("%s: connected to a server without TLS", name)
+			} else if strings.Contains(err.Error(), "secret") {
+				t.Errorf("%s: the error shows the password: %v", name, err)
+			} else {
+				t.Logf("%s: %v", name, err)
+			}
+			all := attempts()
+			if len(all) == 0 {
+				t.Fatalf("%s: no connection reached the server", name)
+			}
+			for i, a := range all {
+				if len(a.first) != 8 || binary.BigEndian.Uint32(a.first) != 8 || binary.BigEndian.Uint32(a.first[4:]) != 80877103 {
+					t.Errorf("%s: connection %d: the first message is not an SSLRequest: % x", name, i+1, a.first)
+				}
+				if a.after > 0 {
+					t.Errorf("%s: connection %d: %d bytes were sent in plain text after the server refused TLS", name, i+1, a.after)
+				}
+			}
+		}
+	}
+}
+
+// refused is what a client sent to refuseTLS's server on one connection.
+type refused struct {
+	first []byte // the first 8 bytes: an SSLRequest is length 8 and code 80877103
+	after int    // bytes sent after the server's 'N'
+}
+
+// refuseTLS starts a server that answers 'N' to whatever first 8 bytes arrive and records
+// what each connection sends. attempts stops it and returns every connection's record.
+func refuseTLS(t *testing.T) (addr string, attempts func() []refused) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain := make(chan int, 64)
-	var handlers sync.WaitGroup
+	var (
+		mu       sync.Mutex
+		got      []refused
+		handlers sync.WaitGroup
+	)
 	accepting := make(chan struct{})
 	go func() {
 		defer close(accepting)
@@ -153,38 +217,33 @@ func TestNoFallbackToPlainText(t *testing.T) {
 			}
 			handlers.Go(func() {
 				defer c.Close()
-				// The SSLRequest is 8 bytes; answer "N" (no TLS here) and count what follows.
-				buf := make([]byte, 8)
-				if _, err := c.Read(buf); err != nil {
-					return
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				r := refused{first: make([]byte, 8)}
+				n, _ := io.ReadFull(c, r.first)
+				r.first = r.first[:n]
+				if n == 8 {
+					_, _ = c.Write([]byte("N"))
+					// Until the client hangs up, or a second: a StartupMessage would come at once.
+					_ = c.SetReadDeadline(time.Now().Add(time.Second))
+					r.after, _ = io.ReadFull(c, make([]byte, 1024))
 				}
-				_, _ = c.Write([]byte("N"))
-				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-				n, _ := c.Read(make([]byte, 1024))
-				plain <- n
+				mu.Lock()
+				got = append(got, r)
+				mu.Unlock()
 			})
 		}
 	}()
-	url := fmt.Sprintf("postgres://tandem:secret@%s/app?sslmode=prefer", ln.Addr())
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, mode := range []string{"require", "verify-ca", "verify-full"} {
-		if pool, err := pg.Open(ctx, pg.Source{URL: url, SSLMode: mode}, 1); err == nil {
-			pool.Close()
-			t.Fatalf("%s: connected to a server without TLS", mode)
-		} else if strings.Contains(err.Error(), "secret") {
-			t.Errorf("%s: the error shows the password: %v", mode, err)
-		} else {
-			t.Logf("%s: %v", mode, err)
-		}
+	var once sync.Once
+	attempts = func() []refused {
+		once.Do(func() {
+			ln.Close()
+			<-accepting
+			handlers.Wait()
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		return got
 	}
-	ln.Close()
-	<-accepting
-	handlers.Wait()
-	close(plain)
-	for n := range plain {
-		if n > 0 {
-			t.Fatalf("%d bytes were sent in plain text after the server refused TLS", n)
-		}
-	}
+	t.Cleanup(func() { attempts() })
+	return ln.Addr().String(), attempts
 }

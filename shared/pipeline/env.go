@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -57,6 +58,12 @@ func NewEnv(ctx context.Context) (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("aws config: %w", err)
 	}
+	return Connect(ctx, cfg, awsCfg)
+}
+
+// Connect is NewEnv with the configuration and the AWS configuration given: what a
+// handler or the streamer has once connected, in tests too.
+func Connect(ctx context.Context, cfg *config.Config, awsCfg aws.Config) (*Env, error) {
 	src, err := SourceFor(ctx, cfg, awsCfg)
 	if err != nil {
 		return nil, err

@@ -20,15 +20,15 @@ import (
 )
 
 // secretMaxAge is how long a password read from the database secret is used for new
-// connections before the secret is read again: a rotation then costs at most one refused
-// connection, retried with the new password (pg.Open, pg.ConnectReplication).
+// connections before the secret is read again, when no login was refused meanwhile: a
+// refused login has the next connection read it at once (secretPassword.Refused).
 const secretMaxAge = time.Minute
 
 // SourceFor is how cfg says to connect to the source database: its URL (or the database
 // secret's), TLS mode and CA bundle, and the passwords of new connections (an IAM token
-// per connection, or the secret's password, read again after a rotation). Nothing of it
-// holds a password that a log line or an error could print, except Source.URL when the
-// configuration itself carries one.
+// per connection, or the secret's password, read again after a refused login). Nothing
+// of it holds a password that a log line or an error could print, except Source.URL when
+// the configuration itself carries one.
 func SourceFor(ctx context.Context, cfg *config.Config, awsCfg aws.Config) (pg.Source, error) {
 	src := pg.Source{URL: cfg.PostgresURL, SSLMode: cfg.PostgresSSLMode, SSLRootCert: cfg.PostgresSSLRootCert}
 	if src.URL == "" {
@@ -40,9 +40,13 @@ func SourceFor(ctx context.Context, cfg *config.Config, awsCfg aws.Config) (pg.S
 			return src, err
 		}
 		src.URL = withoutPassword(full)
-		src.Password = secret.password
+		src.Credentials = secret
 	}
 	if cfg.PostgresIAMAuth {
+		// Validate checked the configuration's URL; a secret's is known only now.
+		if err := cfg.IAMAuthTLSError(src.URL); err != nil {
+			return src, err
+		}
 		pc, err := pgconn.ParseConfig(src.URL)
 		if err != nil {
 			return src, fmt.Errorf("postgres_iam_auth: the connection string does not parse")
@@ -50,44 +54,78 @@ func SourceFor(ctx context.Context, cfg *config.Config, awsCfg aws.Config) (pg.S
 		if awsCfg.Region == "" {
 			return src, fmt.Errorf("postgres_iam_auth: no AWS region is configured to sign the IAM token with")
 		}
-		endpoint := fmt.Sprintf("%s:%d", pc.Host, pc.Port)
-		user := pc.User
-		src.Password = func(ctx context.Context, _ bool) (string, error) {
-			// A token is valid for 15 minutes and only needed to log in: one per connection
-			// is always fresh.
-			token, err := auth.BuildAuthToken(ctx, endpoint, awsCfg.Region, user, awsCfg.Credentials)
-			if err != nil {
-				return "", fmt.Errorf("making the IAM authentication token for %s@%s: %w", user, endpoint, err)
-			}
-			return token, nil
-		}
+		src.Credentials = &iamTokens{endpoint: fmt.Sprintf("%s:%d", pc.Host, pc.Port), user: pc.User, aws: awsCfg}
 	}
 	return src, nil
 }
 
+// iamTokens makes an RDS IAM authentication token per connection. A token is valid for
+// 15 minutes and only needed to log in, so one made per connection is always fresh and
+// nothing is cached.
+type iamTokens struct {
+	endpoint, user string
+	aws            aws.Config
+}
+
+func (t *iamTokens) Password(ctx context.Context) (string, error) {
+	token, err := auth.BuildAuthToken(ctx, t.endpoint, t.aws.Region, t.user, t.aws.Credentials)
+	if err != nil {
+		return "", fmt.Errorf("making the IAM authentication token for %s@%s: %w", t.user, t.endpoint, err)
+	}
+	return token, nil
+}
+
+// Refused needs nothing done: the next connection gets a new token anyway.
+func (t *iamTokens) Refused(string) {}
+
 // secretPassword is the password of the database secret, read again when it is older
-// than secretMaxAge or a connection was refused.
+// than secretMaxAge or a login with it was refused.
 type secretPassword struct {
 	read func(ctx context.Context) (string, error)
-	mu   struct {
+	// reading serialises reads of the secret, so the connections refused together after
+	// a rotation cause one read, not one each.
+	reading sync.Mutex
+	mu      struct {
 		sync.Mutex
 		password string
 		readAt   time.Time
+		stale    bool // a login with password was refused
 	}
 }
 
-func (s *secretPassword) password(ctx context.Context, refresh bool) (string, error) {
-	s.mu.Lock()
-	pw, age := s.mu.password, time.Since(s.mu.readAt)
-	s.mu.Unlock()
-	if !refresh && age < secretMaxAge {
+// Password is the cached password, or the secret's as read now when the cached one is
+// stale or old.
+func (s *secretPassword) Password(ctx context.Context) (string, error) {
+	if pw, ok := s.cached(); ok {
 		return pw, nil
+	}
+	s.reading.Lock()
+	defer s.reading.Unlock()
+	if pw, ok := s.cached(); ok {
+		return pw, nil // another connection read it while this one waited
 	}
 	full, err := s.refresh(ctx)
 	if err != nil {
 		return "", err
 	}
 	return passwordOf(full), nil
+}
+
+// Refused marks password stale when it is the cached one. A refusal of a password
+// already replaced says nothing of the new one: connections that set out with the old
+// one before the secret was read again are refused too.
+func (s *secretPassword) Refused(password string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if password == s.mu.password {
+		s.mu.stale = true
+	}
+}
+
+func (s *secretPassword) cached() (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.password, !s.mu.stale && time.Since(s.mu.readAt) < secretMaxAge
 }
 
 // refresh reads the secret and returns its connection URL.
@@ -97,7 +135,7 @@ func (s *secretPassword) refresh(ctx context.Context) (string, error) {
 		return "", err
 	}
 	s.mu.Lock()
-	s.mu.password, s.mu.readAt = passwordOf(full), time.Now()
+	s.mu.password, s.mu.readAt, s.mu.stale = passwordOf(full), time.Now(), false
 	s.mu.Unlock()
 	return full, nil
 }
