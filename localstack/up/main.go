@@ -45,9 +45,6 @@ import (
 	"tandem/shared/teardown"
 )
 
-// The template's default table prefix, used when the configuration has none.
-const defaultPrefix = "tandem-"
-
 func main() {
 	pgURL := flag.String("pg-url", os.Getenv("TANDEM_PG_URL"), "PostgreSQL connection URL (wal_level=logical, a role with REPLICATION); default: the config file's postgres_url")
 	tables := flag.String("tables", "", "comma-separated schema.table list (default: the config file's tables, or every table)")
@@ -114,9 +111,9 @@ func options(pgURL, tables, file string) (*upOptions, error) {
 			cfg.Tables = append(cfg.Tables, config.Table{Source: id.String()})
 		}
 	}
-	if cfg.TablePrefix == "" {
-		cfg.TablePrefix = defaultPrefix
-	}
+	// The rule make up's tandem check --deployment applies too, so that it names the
+	// targets this deployment creates.
+	cfg.DeploymentDefaults()
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
