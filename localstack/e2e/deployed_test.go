@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 
@@ -73,9 +76,15 @@ func (f *fixture) deploy(t *testing.T) *deployment {
 // run starts an execution of the deployed state machine and waits for its end.
 func (d *deployment) run(t *testing.T) (*sfn.DescribeExecutionOutput, []sfntypes.HistoryEvent) {
 	t.Helper()
+	return d.runInput(t, "{}")
+}
+
+// runInput is run with the execution's input (plan's).
+func (d *deployment) runInput(t *testing.T, input string) (*sfn.DescribeExecutionOutput, []sfntypes.HistoryEvent) {
+	t.Helper()
 	ctx := d.f.ctx
 	d.runs++
-	arn, err := d.aws.StartExecution(ctx, d.stack, fmt.Sprintf("run-%d", d.runs), "{}")
+	arn, err := d.aws.StartExecution(ctx, d.stack, fmt.Sprintf("run-%d", d.runs), input)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,4 +251,95 @@ func TestDeployedTableFailure(t *testing.T) {
 	f.exec("UPDATE good SET v = 'after' WHERE id < 5")
 	d.waitCaughtUp(t)
 	d.assertConverged(t, "public.good")
+}
+
+// scan reads every item of a deployed target table, by key.
+func (d *deployment) scan(t *testing.T, source string) map[string]map[string]types.AttributeValue {
+	t.Helper()
+	tbl, err := d.env.Describe(d.f.ctx, source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]types.AttributeValue{}
+	p := dynamodb.NewScanPaginator(d.env.DB, &dynamodb.ScanInput{TableName: aws.String(tbl.Target), ConsistentRead: aws.Bool(true)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(d.f.ctx)
+		if err != nil {
+			t.Fatalf("scanning %s: %v", tbl.Target, err)
+		}
+		for _, it := range page.Items {
+			out[it["id"].(*types.AttributeValueMemberN).Value] = it
+		}
+	}
+	return out
+}
+
+// TestDeployedResnapshotOneTable: the deployed state machine (the real ASL) started with
+// plan's tables input, as tandem resnapshot starts it, copies the named table again as a
+// new epoch, while every item of the other table, snapshotted or streamed, keeps the
+// position and epoch it was written with.
+func TestDeployedResnapshotOneTable(t *testing.T) {
+	f := newFixture(t, `
+		CREATE TABLE again (id int PRIMARY KEY, v text);
+		INSERT INTO again SELECT g, 'a' || g FROM generate_series(1, 60) g;
+		CREATE TABLE kept (id int PRIMARY KEY, v text);
+		INSERT INTO kept SELECT g, 'k' || g FROM generate_series(1, 60) g;
+		ANALYZE;`, nil)
+	d := f.deploy(t)
+	if out, _ := d.run(t); out.Status != sfntypes.ExecutionStatusSucceeded {
+		t.Fatalf("first execution %s: %s %s", out.Status, aws.ToString(out.Error), aws.ToString(out.Cause))
+	}
+	// Stream items in both tables, which only the re-snapshotted one's new epoch may not
+	// replace either: a change before the re-snapshot's floor is already applied.
+	f.exec("UPDATE again SET v = 'streamed' WHERE id <= 5")
+	f.exec("UPDATE kept SET v = 'streamed' WHERE id <= 5")
+	d.waitCaughtUp(t)
+	kept := d.scan(t, "public.kept")
+	before, _, err := d.env.Control.Table(f.ctx, "public.again")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keptBefore, _, err := d.env.Control.Table(f.ctx, "public.kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	out, _ := d.runInput(t, `{"tables": ["public.again"]}`)
+	if out.Status != sfntypes.ExecutionStatusSucceeded {
+		t.Fatalf("re-snapshot execution %s: %s %s", out.Status, aws.ToString(out.Error), aws.ToString(out.Cause))
+	}
+	after, _, err := d.env.Control.Table(f.ctx, "public.again")
+	if err != nil || after.Epoch <= before.Epoch || after.State != control.Done || after.FinalizedEpoch != after.Epoch {
+		t.Fatalf("public.again after the re-snapshot: epoch %d (was %d), state %s, finalized %d; %v", after.Epoch, before.Epoch, after.State, after.FinalizedEpoch, err)
+	}
+	// Every item was copied again by the new epoch, except a streamed one the slot had not
+	// confirmed when plan floored the epoch (that change still wins).
+	epoch, rewritten := fmt.Sprint(after.Epoch), 0
+	for id, it := range d.scan(t, "public.again") {
+		src := it["__src"].(*types.AttributeValueMemberS).Value
+		e, ok := it["__epoch"].(*types.AttributeValueMemberN)
+		switch {
+		case ok && e.Value == epoch:
+			rewritten++
+		case src != "stream":
+			t.Errorf("public.again item %s was not rewritten by epoch %s: %v", id, epoch, it)
+		}
+	}
+	if rewritten < 55 {
+		t.Errorf("%d items of public.again rewritten by epoch %s, want at least the 55 never streamed", rewritten, epoch)
+	}
+	keptAfter, _, err := d.env.Control.Table(f.ctx, "public.kept")
+	if err != nil || keptAfter.Epoch != keptBefore.Epoch || keptAfter.State != control.Done {
+		t.Errorf("public.kept was re-planned: epoch %d (was %d), state %s; %v", keptAfter.Epoch, keptBefore.Epoch, keptAfter.State, err)
+	}
+	now := d.scan(t, "public.kept")
+	if len(now) != len(kept) || len(kept) != 60 {
+		t.Errorf("public.kept holds %d items, had %d, want 60", len(now), len(kept))
+	}
+	for id, it := range kept {
+		if !reflect.DeepEqual(now[id], it) {
+			t.Errorf("public.kept item %s changed:\nbefore %v\nafter  %v", id, it, now[id])
+		}
+	}
+	d.assertConverged(t, "public.again", "public.kept")
 }
