@@ -343,3 +343,38 @@ func TestDeployedResnapshotOneTable(t *testing.T) {
 	}
 	d.assertConverged(t, "public.again", "public.kept")
 }
+
+// TestDeployedTableFailsPermanently: a table whose snapshot fails for good ends the
+// deployed run TablesFailed, the execution's cause naming the table and the reason. The
+// bad input is a repair filter PostgreSQL accepts when plan checks it (it plans the
+// query, reading no row) but which fails on one row's value when a chunk runs it: a cast
+// of text that is not a number, a data exception no retry can fix.
+func TestDeployedTableFailsPermanently(t *testing.T) {
+	f := newFixture(t, `
+		CREATE TABLE good (id int PRIMARY KEY, v text);
+		INSERT INTO good SELECT g, 'g' || g FROM generate_series(1, 30) g;
+		CREATE TABLE frail (id int PRIMARY KEY, v text);
+		INSERT INTO frail SELECT g, g::text FROM generate_series(1, 60) g;
+		UPDATE frail SET v = 'n/a' WHERE id = 30;
+		ANALYZE;`, nil)
+	d := f.deploy(t)
+	if out, _ := d.run(t); out.Status != sfntypes.ExecutionStatusSucceeded {
+		t.Fatalf("first execution %s: %s %s", out.Status, aws.ToString(out.Error), aws.ToString(out.Cause))
+	}
+	out, _ := d.runInput(t, `{"tables": ["public.frail"], "where": "v::int > 10"}`)
+	if out.Status != sfntypes.ExecutionStatusFailed || aws.ToString(out.Error) != "TablesFailed" {
+		t.Fatalf("execution %s %s (%s), want FAILED with TablesFailed", out.Status, aws.ToString(out.Error), aws.ToString(out.Cause))
+	}
+	const reason = `invalid input syntax for type integer: "n/a"`
+	if cause := aws.ToString(out.Cause); !strings.Contains(cause, "public.frail") || !strings.Contains(cause, reason) || strings.Contains(cause, "public.good") {
+		t.Errorf("the execution's cause %q does not name public.frail (only) and %s", cause, reason)
+	}
+	st, _, err := d.env.Control.Table(f.ctx, "public.frail")
+	if err != nil || st.State != control.Failed || !strings.Contains(st.Error, reason) {
+		t.Errorf("control table for public.frail: want failed with %q: state %s, error %q, %v", reason, st.State, st.Error, err)
+	}
+	good, _, err := d.env.Control.Table(f.ctx, "public.good")
+	if err != nil || good.State != control.Done {
+		t.Errorf("public.good should stay done: %+v %v", good, err)
+	}
+}
