@@ -109,8 +109,10 @@ demo:
 ## up: the local pipeline against your own database, left running for inspection:
 ##   make up PG_URL=postgres://user:pass@host:5432/db [TABLES=public.a,public.b] [CONFIG=tandem.json]
 ## CONFIG is a Tandem configuration file (tables with key_columns and targets, table_prefix,
-## slot, publication, ...; postgres_url may replace PG_URL). `tandem check` runs first and
-## stops on a blocker; then up waits for the plan and fails with plan's message.
+## slot, publication, ...; postgres_url may replace PG_URL). `tandem check --deployment`
+## runs first (the targets named as up's deployment names them: table_prefix, by default
+## the template's tandem-) and stops on a blocker; then up waits for the plan and fails
+## with plan's message.
 ## It writes .standin/tandem.json, the tandem command's configuration for this stack.
 up: $(BUILD)/tandem
 	@test -n "$(PG_URL)$(CONFIG)" || { echo "usage: make up PG_URL=postgres://... [TABLES=schema.table,...] [CONFIG=tandem.json]"; exit 2; }
@@ -118,8 +120,7 @@ up: $(BUILD)/tandem
 	@echo "tandem check (against the database; DynamoDB is the stand-in, started next):"
 	@env $$(env | sed -n 's/^\(TANDEM_[A-Z_]*\)=.*/-u \1/p') \
 		$(if $(CONFIG),TANDEM_CONFIG_FILE='$(CONFIG)') $(if $(PG_URL),TANDEM_PG_URL='$(PG_URL)') $(if $(TABLES),TANDEM_TABLES='$(TABLES)') \
-		$(if $(CONFIG),,TANDEM_TABLE_PREFIX=tandem-) \
-		$(BUILD)/tandem check --no-dynamodb || { echo "make up: tandem check found a blocker (FAIL above); nothing was started"; exit 1; }
+		$(BUILD)/tandem check --no-dynamodb --deployment || { echo "make up: tandem check found a blocker (FAIL above); nothing was started"; exit 1; }
 	@mkdir -p .standin && rm -f .standin/up.json .standin/drop-slot
 	$(GO) build -o $(BUILD)/up ./localstack/up
 	@nohup $(BUILD)/up --pg-url '$(PG_URL)' --tables '$(TABLES)' --config '$(CONFIG)' --state .standin > .standin/up.log 2>&1 & echo $$! > .standin/pid

@@ -24,15 +24,18 @@ publication covers or FOR ALL TABLES would): it exists, is not a partitioned par
 a usable key (primary key or key_columns) covered by its replica identity, no DEFERRABLE
 primary key as its identity, no column named with the reserved "__" prefix, key types
 DynamoDB accepts; DynamoDB is reachable, and each existing target table's key schema
-matches the table's key.
+matches the table's key. For a deployment of template.yaml (--deployment, or
+state_machine_arn set), each target is named with table_prefix: the stack's roles may
+write no other table.
 
-Exit status: 0 no blocker (warnings allowed), 1 at least one blocker, 2 usage,
-3 the configuration cannot be loaded.`
+Exit status: 0 no blocker (warnings allowed), 1 at least one blocker (an unreachable
+PostgreSQL or DynamoDB included), 2 usage, 3 the configuration cannot be loaded.`
 
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, cfgFile := newFlags("check", "", checkSummary, stderr)
 	asJSON := fs.Bool("json", false, "print the findings as JSON ({findings: [{level, subject, message}], blockers, warnings})")
 	noDynamoDB := fs.Bool("no-dynamodb", false, "check as against an empty DynamoDB, without calling it (make up checks before it starts its DynamoDB)")
+	deployment := fs.Bool("deployment", false, "check the configuration as template.yaml deploys it with its default parameters (make up does): table_prefix defaults to "+config.DeployedTablePrefix+", and a target outside the prefix is a blocker")
 	if code, done := parseFlags(fs, cfgFile, args, stdout); done {
 		return code
 	}
@@ -45,12 +48,17 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "tandem check:", err)
 		return exitCantRun
 	}
+	if *deployment {
+		cfg.DeploymentDefaults()
+	}
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
 	if err != nil {
 		fmt.Fprintln(stderr, "tandem check: aws config:", err)
 		return exitCantRun
 	}
-	report := preflight.Run(ctx, preflight.Options{Config: cfg, AWS: awsCfg, NoDynamoDB: *noDynamoDB})
+	// A configuration naming a state machine is a deployed stack's.
+	report := preflight.Run(ctx, preflight.Options{Config: cfg, AWS: awsCfg, NoDynamoDB: *noDynamoDB,
+		Deployment: *deployment || cfg.StateMachineARN != ""})
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")

@@ -111,9 +111,54 @@ func TestCheckGoodDatabase(t *testing.T) {
 	wantFinding(t, r, "OK", "publication "+g.cfg.Publication, "FOR ALL TABLES (3 tables now)", "no tables configured", "(public.events, public.notes, public.orders)")
 	wantFinding(t, r, "FAIL", "table public.events", "has no primary key", "key_columns")
 	wantFinding(t, r, "OK", "table public.notes", "key (id)")
+
+	// With its tables list removed, f's checked tables are those of the publication plan
+	// created, and events, without its key_columns, has no usable key any more.
 	f.cfg.Tables = nil
 	f.writeConfig()
+	r = f.tandem("check")
+	if r.code != exitProblem {
+		t.Errorf("check without the tables list: exit %d, want %d", r.code, exitProblem)
+	}
+	wantFinding(t, r, "OK", "publication "+f.cfg.Publication, "exists, created by Tandem", "no tables configured: every table it publishes is replicated")
+	wantFinding(t, r, "FAIL", "table public.events", "has no primary key")
+	wantFinding(t, r, "OK", "table public.orders", "key (id)")
+}
+
+// TestCheckDeploymentPrefix: checked as template.yaml deploys it (--deployment, which make
+// up runs), a configuration without table_prefix names its targets with the template's
+// prefix, as the deployment creates them; a target outside the prefix, which the stack's
+// roles may not write, is a blocker naming target and prefix, also for a deployed stack's
+// configuration (state_machine_arn set). Outside a deployment any target passes.
+func TestCheckDeploymentPrefix(t *testing.T) {
+	f := newCLIFixture(t, `CREATE TABLE orders (id int PRIMARY KEY); CREATE TABLE notes (id int PRIMARY KEY)`, func(c *config.Config) {
+		c.TablePrefix = ""
+		c.Tables = []config.Table{{Source: "orders"}, {Source: "notes", Target: "prod-notes"}}
+	})
+	r := f.tandem("check")
+	if r.code != exitOK {
+		t.Errorf("check: exit %d, want 0", r.code)
+	}
+	wantFinding(t, r, "OK", "table public.orders", "target orders: plan creates it")
+	wantFinding(t, r, "OK", "table public.notes", "target prod-notes: plan creates it")
+
+	r = f.tandem("check", "--deployment")
+	if r.code != exitProblem {
+		t.Errorf("check --deployment: exit %d, want %d", r.code, exitProblem)
+	}
+	wantFinding(t, r, "OK", "table public.orders", "target "+config.DeployedTablePrefix+"orders: plan creates it")
+	wantFinding(t, r, "FAIL", "table public.notes", "target prod-notes is outside table_prefix "+config.DeployedTablePrefix,
+		"may only create and write the DynamoDB tables named "+config.DeployedTablePrefix+"*")
+
+	f.cfg.TablePrefix = "staging-"
+	f.cfg.StateMachineARN = "arn:aws:states:us-east-1:123456789012:stateMachine:tandem"
 	f.writeConfig()
+	r = f.tandem("check")
+	if r.code != exitProblem {
+		t.Errorf("check of a deployed stack's configuration: exit %d, want %d", r.code, exitProblem)
+	}
+	wantFinding(t, r, "OK", "table public.orders", "target staging-orders: plan creates it")
+	wantFinding(t, r, "FAIL", "table public.notes", "target prod-notes is outside table_prefix staging-")
 }
 
 // plan runs the plan handler's logic in-process against f's database and moto, as a

@@ -5,8 +5,11 @@
 // Functions directly: it needs no Lambda.
 //
 // Exit codes, for scripts: 0 success; 1 the command ran and found a problem (a blocker, a
-// difference, a failed table); 2 a usage error; 3 the command could not run (a
-// connection or configuration error).
+// difference, a failed table, dead letters); 2 a usage error; 3 the command could not do
+// its work (no or an invalid configuration, nothing deployed, a database it needs
+// unreachable). check reports an unreachable PostgreSQL or DynamoDB as a finding (1), and
+// status shows an unreachable PostgreSQL and exits 3 only when it cannot read the
+// control table.
 package main
 
 import (

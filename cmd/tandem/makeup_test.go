@@ -5,12 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"tandem/localstack/standin"
 	"tandem/localstack/testenv"
@@ -98,10 +104,10 @@ func TestUpFailsWithPlanError(t *testing.T) {
 	}
 }
 
-// TestMakeUpStopsOnCheck: make up runs tandem check first and, on a blocker (a misspelt
-// table), stops with its finding before starting anything.
-func TestMakeUpStopsOnCheck(t *testing.T) {
-	f := newCLIFixture(t, `CREATE TABLE good (id int PRIMARY KEY)`, nil)
+// makeRoot is the repository, where make up runs, after making sure no make up of
+// another run is up there (its fixed endpoint and .standin are this test's).
+func makeRoot(t *testing.T) string {
+	t.Helper()
 	root, err := standin.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +115,14 @@ func TestMakeUpStopsOnCheck(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, ".standin", "pid")); err == nil {
 		t.Fatalf("a make up is running in %s: this test would stop at its 'already up'", root)
 	}
+	return root
+}
+
+// TestMakeUpStopsOnCheck: make up runs tandem check first and, on a blocker (a misspelt
+// table), stops with its finding before starting anything.
+func TestMakeUpStopsOnCheck(t *testing.T) {
+	f := newCLIFixture(t, `CREATE TABLE good (id int PRIMARY KEY)`, nil)
+	root := makeRoot(t)
 	out, code := runCmd(t, 3*time.Minute, root, nil, "make", "--no-print-directory", "up", "PG_URL="+f.url, "TABLES=public.good,public.misspelt")
 	if code == 0 {
 		t.Errorf("make up with a misspelt table: exit 0")
@@ -119,4 +133,207 @@ func TestMakeUpStopsOnCheck(t *testing.T) {
 			t.Errorf("make up's output lacks %q", want)
 		}
 	}
+}
+
+// makeConfig writes a make up CONFIG file with f's slot, publication and tables, and no
+// table_prefix (the deployment's default applies).
+func makeConfig(t *testing.T, f *cliFixture, tables ...string) string {
+	t.Helper()
+	c := map[string]any{"slot": f.cfg.Slot, "publication": f.cfg.Publication}
+	var ts []map[string]string
+	for _, source := range tables {
+		ts = append(ts, map[string]string{"source": source})
+	}
+	c["tables"] = ts
+	path := filepath.Join(t.TempDir(), "tandem.json")
+	b, _ := json.Marshal(c)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// makeDown registers make down DROP_SLOT=1 to run when the test ends, whatever happened,
+// so that nothing is left running on the fixed endpoint.
+func makeDown(t *testing.T, root string) {
+	t.Cleanup(func() {
+		out, code := runCmd(t, 3*time.Minute, root, nil, "make", "--no-print-directory", "down", "DROP_SLOT=1")
+		if code != 0 {
+			t.Errorf("make down at the end: exit %d\n%s", code, out)
+		}
+	})
+}
+
+// wantStopped requires that nothing make up started still runs: no pid file and nothing
+// listening on the stand-in's endpoint.
+func wantStopped(t *testing.T, root string) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(root, ".standin", "pid")); err == nil {
+		t.Errorf(".standin/pid is left")
+	}
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:4566", time.Second); err == nil {
+		c.Close()
+		t.Errorf("something still listens on 127.0.0.1:4566")
+	}
+}
+
+// TestMakeUpFailsWithPlanError: through make up itself, a table tandem check accepts but
+// plan refuses: an UNLOGGED table, which PostgreSQL will not add to a publication (its
+// changes are not in the WAL). Check does not look at persistence, so make up gets past
+// it, and must then fail with plan's message rather than report the stack up. (Should
+// check learn to refuse unlogged tables, this test needs another such input.)
+func TestMakeUpFailsWithPlanError(t *testing.T) {
+	f := newCLIFixture(t, `CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY, v text)`, nil)
+	root := makeRoot(t)
+	makeDown(t, root)
+	out, code := runCmd(t, 5*time.Minute, root, nil, "make", "--no-print-directory", "up", "PG_URL="+f.url,
+		"CONFIG="+makeConfig(t, f, "public.scratch"))
+	if code == 0 {
+		t.Errorf("make up with a table plan refuses: exit 0")
+	}
+	for _, want := range []string{"OK   table public.scratch", "No blockers",
+		"up: the plan failed (execution FAILED)", `cannot add relation "scratch" to publication`,
+		"make up failed (log: .standin/up.log)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("make up's output lacks %q", want)
+		}
+	}
+	if strings.Contains(out, "Tandem is up") || strings.Contains(out, "Endpoint http://") {
+		t.Errorf("make up reported the stack up")
+	}
+	wantStopped(t, root)
+}
+
+// TestMakeUpStatusDown: the operator's round trip through make. make up (a CONFIG without
+// table_prefix: check names the targets the deployment creates, tandem-<table>) starts
+// with none of the previous run's logs; make status shows the table's row and exits 0;
+// make down stops everything and says the slot still retains WAL and how to drop it;
+// after make up again, make down DROP_SLOT=1 drops the slot and the publication Tandem
+// created, although this second run's DynamoDB (moto, in memory) started empty.
+func TestMakeUpStatusDown(t *testing.T) {
+	f := newCLIFixture(t, `CREATE TABLE items (id int PRIMARY KEY, v text);
+		INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 25) g; ANALYZE items`, nil)
+	root := makeRoot(t)
+	state := filepath.Join(root, ".standin")
+	cfgFile := makeConfig(t, f, "public.items")
+	target := config.DeployedTablePrefix + "items"
+
+	// A previous run's logs, which this run's must not be mixed with.
+	const stale = "STALE line of an earlier run"
+	if err := os.MkdirAll(filepath.Join(state, "lambda", "old-worker"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"streamer.log", "lambda/tandem-PlanFunction-OLD.log", "lambda/old-worker/bootstrap"} {
+		if err := os.WriteFile(filepath.Join(state, name), []byte(stale+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	makeDown(t, root)
+	up := func() string {
+		t.Helper()
+		out, code := runCmd(t, 5*time.Minute, root, nil, "make", "--no-print-directory", "up", "PG_URL="+f.url, "CONFIG="+cfgFile)
+		if code != 0 {
+			t.Fatalf("make up: exit %d", code)
+		}
+		if !strings.Contains(out, "Endpoint http://127.0.0.1:4566") {
+			t.Errorf("make up's output lacks the endpoint")
+		}
+		return out
+	}
+	out := up()
+	if line := findingLine(out, "table public.items"); !strings.Contains(line, "target "+target+": plan creates it") {
+		t.Errorf("make up's check names another target than %s: %q", target, line)
+	}
+	var cli struct {
+		TablePrefix string `json:"table_prefix"`
+	}
+	if b, err := os.ReadFile(filepath.Join(state, "tandem.json")); err != nil || json.Unmarshal(b, &cli) != nil || cli.TablePrefix != config.DeployedTablePrefix {
+		t.Errorf("the stack's table_prefix is %q, want %s (%v)", cli.TablePrefix, config.DeployedTablePrefix, err)
+	}
+	b, err := os.ReadFile(filepath.Join(state, "streamer.log"))
+	if err != nil {
+		t.Errorf("no streamer.log of this run: %v", err)
+	} else if strings.Contains(string(b), stale) {
+		t.Errorf("streamer.log still holds the previous run's lines")
+	}
+	for _, gone := range []string{"lambda/tandem-PlanFunction-OLD.log", "lambda/old-worker"} {
+		if _, err := os.Stat(filepath.Join(state, gone)); err == nil {
+			t.Errorf("the previous run's %s is left", gone)
+		}
+	}
+
+	// make status until the snapshot is done.
+	var status string
+	var code int
+	for deadline := time.Now().Add(3 * time.Minute); ; {
+		status, code = runCmd(t, time.Minute, root, nil, "make", "--no-print-directory", "status")
+		if line := tableLine(t, status, "public.items"); strings.Contains(line, " done ") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(2 * time.Second)
+	}
+	if code != 0 {
+		t.Errorf("make status: exit %d, want 0", code)
+	}
+	line := tableLine(t, status, "public.items")
+	for _, want := range []string{" done ", "100%", " 25 ", "1/1"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("make status: the row of public.items lacks %q: %q", want, line)
+		}
+	}
+	for _, want := range []string{"TABLE", "STATE", "PROGRESS", "Streamer:", "State machine: latest execution snapshot-1"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("make status lacks %q", want)
+		}
+	}
+	// The rows are in the target check named.
+	db := dynamodb.NewFromConfig(aws.Config{Region: standin.Region, BaseEndpoint: aws.String("http://127.0.0.1:4566"),
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")})
+	if n, err := db.Scan(f.ctx, &dynamodb.ScanInput{TableName: aws.String(target), Select: types.SelectCount}); err != nil || n.Count != 25 {
+		t.Errorf("DynamoDB table %s: %v items, %v; want 25", target, n, err)
+	}
+
+	out, code = runCmd(t, 3*time.Minute, root, nil, "make", "--no-print-directory", "down")
+	if code != 0 {
+		t.Errorf("make down: exit %d", code)
+	}
+	for _, want := range []string{"Tandem's replication slot " + f.cfg.Slot + " still retains", "bytes of WAL",
+		"tandem teardown --config .standin/tandem.json", "make down DROP_SLOT=1", "stopped"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("make down's output lacks %q", want)
+		}
+	}
+	wantStopped(t, root)
+	if !f.exists("SELECT FROM pg_replication_slots WHERE slot_name = $1", f.cfg.Slot) {
+		t.Errorf("make down dropped the slot")
+	}
+
+	up()
+	out, code = runCmd(t, 3*time.Minute, root, nil, "make", "--no-print-directory", "down", "DROP_SLOT=1")
+	if code != 0 {
+		t.Errorf("make down DROP_SLOT=1: exit %d", code)
+	}
+	for _, want := range []string{"removed replication slot " + f.cfg.Slot, "removed publication " + f.cfg.Publication, "stopped"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("make down DROP_SLOT=1's output lacks %q", want)
+		}
+	}
+	wantStopped(t, root)
+	if f.exists("SELECT FROM pg_replication_slots WHERE slot_name = $1", f.cfg.Slot) {
+		t.Errorf("make down DROP_SLOT=1 left the slot")
+	}
+	if f.exists("SELECT FROM pg_publication WHERE pubname = $1", f.cfg.Publication) {
+		t.Errorf("make down DROP_SLOT=1 left the publication")
+	}
+}
+
+// exists reports whether query returns a row.
+func (f *cliFixture) exists(query string, args ...any) bool {
+	f.t.Helper()
+	var found bool
+	if err := f.src.QueryRow(f.ctx, "SELECT EXISTS ("+query+")", args...).Scan(&found); err != nil {
+		f.t.Fatalf("%s: %v", query, err)
+	}
+	return found
 }

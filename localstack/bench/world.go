@@ -199,7 +199,7 @@ func (w *world) waitApplied(lsn pglogrepl.LSN, limit time.Duration) error {
 	}
 }
 
-// allConsistent reports whether every table is consistent by DESIGN §2.3's rule.
+// allConsistent reports whether every table is consistent by README "The contract"'s rule.
 func (w *world) allConsistent(tables ...string) (bool, error) {
 	cp, err := w.env.Control.Checkpoint(w.b.ctx)
 	if err != nil {

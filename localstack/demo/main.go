@@ -170,9 +170,9 @@ func run(ctx context.Context, rows int) error {
 		select {
 		case <-time.After(500 * time.Millisecond):
 		case <-streamer.Done():
-			return fmt.Errorf("the streamer exited; see %s", streamer.Log)
+			return fmt.Errorf("the streamer exited; its log:\n%s", logTail(streamer.Log))
 		case <-timeout:
-			return fmt.Errorf("tables not consistent within 5 minutes; see %s", streamer.Log)
+			return fmt.Errorf("tables not consistent within 5 minutes; the streamer's log:\n%s", logTail(streamer.Log))
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -267,4 +267,15 @@ func estimate(t pipeline.TableStatus) int64 {
 		return -1
 	}
 	return *t.RowsEstimate
+}
+
+// logTail is the end of a log of the stand-in's directory, quoted in an error because
+// the stand-in removes its temporary directory, logs included, when the demo returns.
+func logTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-40):], "\n")
 }

@@ -21,7 +21,7 @@ import (
 	"tandem/streamer/stream"
 )
 
-// TestBadInput covers DESIGN §5: each bad input gets a clear, specific error naming what is
+// TestBadInput covers README "Bad input and faults": each bad input gets a clear, specific error naming what is
 // wrong and how to fix it, or a documented behaviour (dead letter) — never silent loss.
 func TestBadInput(t *testing.T) {
 	t.Run("table without primary key", func(t *testing.T) {
@@ -181,7 +181,7 @@ func TestBadInput(t *testing.T) {
 	})
 
 	t.Run("numeric NaN, Infinity and 40 digits", func(t *testing.T) {
-		// DESIGN §3: numeric -> N, except values N cannot hold -> S of the text form.
+		// README "Items in DynamoDB": numeric -> N, except values N cannot hold -> S of the text form.
 		const forty = "1234567890123456789012345678901234567891"
 		want := []struct {
 			value string

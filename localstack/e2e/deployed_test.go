@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 
@@ -73,9 +76,15 @@ func (f *fixture) deploy(t *testing.T) *deployment {
 // run starts an execution of the deployed state machine and waits for its end.
 func (d *deployment) run(t *testing.T) (*sfn.DescribeExecutionOutput, []sfntypes.HistoryEvent) {
 	t.Helper()
+	return d.runInput(t, "{}")
+}
+
+// runInput is run with the execution's input (plan's).
+func (d *deployment) runInput(t *testing.T, input string) (*sfn.DescribeExecutionOutput, []sfntypes.HistoryEvent) {
+	t.Helper()
 	ctx := d.f.ctx
 	d.runs++
-	arn, err := d.aws.StartExecution(ctx, d.stack, fmt.Sprintf("run-%d", d.runs), "{}")
+	arn, err := d.aws.StartExecution(ctx, d.stack, fmt.Sprintf("run-%d", d.runs), input)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,4 +251,130 @@ func TestDeployedTableFailure(t *testing.T) {
 	f.exec("UPDATE good SET v = 'after' WHERE id < 5")
 	d.waitCaughtUp(t)
 	d.assertConverged(t, "public.good")
+}
+
+// scan reads every item of a deployed target table, by key.
+func (d *deployment) scan(t *testing.T, source string) map[string]map[string]types.AttributeValue {
+	t.Helper()
+	tbl, err := d.env.Describe(d.f.ctx, source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]types.AttributeValue{}
+	p := dynamodb.NewScanPaginator(d.env.DB, &dynamodb.ScanInput{TableName: aws.String(tbl.Target), ConsistentRead: aws.Bool(true)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(d.f.ctx)
+		if err != nil {
+			t.Fatalf("scanning %s: %v", tbl.Target, err)
+		}
+		for _, it := range page.Items {
+			out[it["id"].(*types.AttributeValueMemberN).Value] = it
+		}
+	}
+	return out
+}
+
+// TestDeployedResnapshotOneTable: the deployed state machine (the real ASL) started with
+// plan's tables input, as tandem resnapshot starts it, copies the named table again as a
+// new epoch, while every item of the other table, snapshotted or streamed, keeps the
+// position and epoch it was written with.
+func TestDeployedResnapshotOneTable(t *testing.T) {
+	f := newFixture(t, `
+		CREATE TABLE again (id int PRIMARY KEY, v text);
+		INSERT INTO again SELECT g, 'a' || g FROM generate_series(1, 60) g;
+		CREATE TABLE kept (id int PRIMARY KEY, v text);
+		INSERT INTO kept SELECT g, 'k' || g FROM generate_series(1, 60) g;
+		ANALYZE;`, nil)
+	d := f.deploy(t)
+	if out, _ := d.run(t); out.Status != sfntypes.ExecutionStatusSucceeded {
+		t.Fatalf("first execution %s: %s %s", out.Status, aws.ToString(out.Error), aws.ToString(out.Cause))
+	}
+	// Stream items in both tables, which only the re-snapshotted one's new epoch may not
+	// replace either: a change before the re-snapshot's floor is already applied.
+	f.exec("UPDATE again SET v = 'streamed' WHERE id <= 5")
+	f.exec("UPDATE kept SET v = 'streamed' WHERE id <= 5")
+	d.waitCaughtUp(t)
+	kept := d.scan(t, "public.kept")
+	before, _, err := d.env.Control.Table(f.ctx, "public.again")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keptBefore, _, err := d.env.Control.Table(f.ctx, "public.kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	out, _ := d.runInput(t, `{"tables": ["public.again"]}`)
+	if out.Status != sfntypes.ExecutionStatusSucceeded {
+		t.Fatalf("re-snapshot execution %s: %s %s", out.Status, aws.ToString(out.Error), aws.ToString(out.Cause))
+	}
+	after, _, err := d.env.Control.Table(f.ctx, "public.again")
+	if err != nil || after.Epoch <= before.Epoch || after.State != control.Done || after.FinalizedEpoch != after.Epoch {
+		t.Fatalf("public.again after the re-snapshot: epoch %d (was %d), state %s, finalized %d; %v", after.Epoch, before.Epoch, after.State, after.FinalizedEpoch, err)
+	}
+	// Every item was copied again by the new epoch, except a streamed one the slot had not
+	// confirmed when plan floored the epoch (that change still wins).
+	epoch, rewritten := fmt.Sprint(after.Epoch), 0
+	for id, it := range d.scan(t, "public.again") {
+		src := it["__src"].(*types.AttributeValueMemberS).Value
+		e, ok := it["__epoch"].(*types.AttributeValueMemberN)
+		switch {
+		case ok && e.Value == epoch:
+			rewritten++
+		case src != "stream":
+			t.Errorf("public.again item %s was not rewritten by epoch %s: %v", id, epoch, it)
+		}
+	}
+	if rewritten < 55 {
+		t.Errorf("%d items of public.again rewritten by epoch %s, want at least the 55 never streamed", rewritten, epoch)
+	}
+	keptAfter, _, err := d.env.Control.Table(f.ctx, "public.kept")
+	if err != nil || keptAfter.Epoch != keptBefore.Epoch || keptAfter.State != control.Done {
+		t.Errorf("public.kept was re-planned: epoch %d (was %d), state %s; %v", keptAfter.Epoch, keptBefore.Epoch, keptAfter.State, err)
+	}
+	now := d.scan(t, "public.kept")
+	if len(now) != len(kept) || len(kept) != 60 {
+		t.Errorf("public.kept holds %d items, had %d, want 60", len(now), len(kept))
+	}
+	for id, it := range kept {
+		if !reflect.DeepEqual(now[id], it) {
+			t.Errorf("public.kept item %s changed:\nbefore %v\nafter  %v", id, it, now[id])
+		}
+	}
+	d.assertConverged(t, "public.again", "public.kept")
+}
+
+// TestDeployedTableFailsPermanently: a table whose snapshot fails for good ends the
+// deployed run TablesFailed, the execution's cause naming the table and the reason. The
+// bad input is a repair filter PostgreSQL accepts when plan checks it (it plans the
+// query, reading no row) but which fails on one row's value when a chunk runs it: a cast
+// of text that is not a number, a data exception no retry can fix.
+func TestDeployedTableFailsPermanently(t *testing.T) {
+	f := newFixture(t, `
+		CREATE TABLE good (id int PRIMARY KEY, v text);
+		INSERT INTO good SELECT g, 'g' || g FROM generate_series(1, 30) g;
+		CREATE TABLE frail (id int PRIMARY KEY, v text);
+		INSERT INTO frail SELECT g, g::text FROM generate_series(1, 60) g;
+		UPDATE frail SET v = 'n/a' WHERE id = 30;
+		ANALYZE;`, nil)
+	d := f.deploy(t)
+	if out, _ := d.run(t); out.Status != sfntypes.ExecutionStatusSucceeded {
+		t.Fatalf("first execution %s: %s %s", out.Status, aws.ToString(out.Error), aws.ToString(out.Cause))
+	}
+	out, _ := d.runInput(t, `{"tables": ["public.frail"], "where": "v::int > 10"}`)
+	if out.Status != sfntypes.ExecutionStatusFailed || aws.ToString(out.Error) != "TablesFailed" {
+		t.Fatalf("execution %s %s (%s), want FAILED with TablesFailed", out.Status, aws.ToString(out.Error), aws.ToString(out.Cause))
+	}
+	const reason = `invalid input syntax for type integer: "n/a"`
+	if cause := aws.ToString(out.Cause); !strings.Contains(cause, "public.frail") || !strings.Contains(cause, reason) || strings.Contains(cause, "public.good") {
+		t.Errorf("the execution's cause %q does not name public.frail (only) and %s", cause, reason)
+	}
+	st, _, err := d.env.Control.Table(f.ctx, "public.frail")
+	if err != nil || st.State != control.Failed || !strings.Contains(st.Error, reason) {
+		t.Errorf("control table for public.frail: want failed with %q: state %s, error %q, %v", reason, st.State, st.Error, err)
+	}
+	good, _, err := d.env.Control.Table(f.ctx, "public.good")
+	if err != nil || good.State != control.Done {
+		t.Errorf("public.good should stay done: %+v %v", good, err)
+	}
 }

@@ -48,7 +48,7 @@ type faultPlan struct {
 	pace time.Duration
 }
 
-// moderateFaults is the make-test run: DESIGN's "moderate" rates and one 20 s outage.
+// moderateFaults is the make-test run: moderate rates and one 20 s outage.
 var moderateFaults = faultPlan{
 	rates: testenv.FaultRates{Throttle: 0.10, ServerError: 0.03, Drop: 0.05, Reset: 0.01,
 		Latency: 0.01, LatencySpike: 2 * time.Second},

@@ -36,7 +36,7 @@ func attrS(item map[string]types.AttributeValue, name string) string {
 	return ""
 }
 
-// TestInterleavings forces each race of DESIGN §2 between the snapshot and the stream in
+// TestInterleavings forces each race of README "The contract" between the snapshot and the stream in
 // the bad order and checks that DynamoDB still converges to PostgreSQL.
 func TestInterleavings(t *testing.T) {
 	t.Run("a/stream delete before snapshot write stays deleted", func(t *testing.T) {

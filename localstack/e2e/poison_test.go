@@ -12,7 +12,7 @@ import (
 	"tandem/shared/pipeline"
 )
 
-// TestPoisonChanges covers DESIGN §2.11: a change DynamoDB can never accept becomes a dead
+// TestPoisonChanges covers README "Bad input and faults": a change DynamoDB can never accept becomes a dead
 // letter naming table, key and column; its table is marked degraded (not consistent);
 // every other row and table converges; and the slot's confirmed LSN moves past it, so
 // WAL does not pile up on the primary behind one bad row.

@@ -19,7 +19,7 @@ import (
 	"tandem/shared/pipeline"
 )
 
-// TestReconcile covers DESIGN §2.12: a configuration change is applied correctly (the
+// TestReconcile covers README "Bad input and faults": a configuration change is applied correctly (the
 // table is snapshotted again where needed) or refused with the fix, and a table that is
 // no longer replicated is never reported consistent.
 func TestReconcile(t *testing.T) {

@@ -20,7 +20,7 @@ func (f *fixture) waitConsistent(source string) control.TableState {
 }
 
 // TestSchemaChanges applies DDL while streaming and requires DynamoDB to keep matching
-// PostgreSQL without stopping the stream (DESIGN §2.9).
+// PostgreSQL without stopping the stream (README "Bad input and faults").
 func TestSchemaChanges(t *testing.T) {
 	f := newFixture(t, itemsDDL+`
 		CREATE TABLE late (id int PRIMARY KEY, v text);

@@ -19,7 +19,7 @@ import (
 const toastValue = "(SELECT string_agg(md5(g::text || '-' || %s), '') FROM generate_series(1, 100) g)"
 
 // TestShapeInheritance: the snapshot reads a table itself (FROM ONLY), so the rows of a
-// table inheriting from it land only in the child's target (DESIGN §2.2).
+// table inheriting from it land only in the child's target (README "The contract").
 func TestShapeInheritance(t *testing.T) {
 	f := newFixture(t, `
 		CREATE TABLE parent (id int PRIMARY KEY, v text);

@@ -11,7 +11,7 @@ import (
 	"tandem/localstack/verify"
 )
 
-// verifyDDL has a column of each type family of DESIGN §3, values at the edges of the
+// verifyDDL has a column of each type family of README "Items in DynamoDB", values at the edges of the
 // mapping (N's range and digits, NaN, infinities, char(n) padding, multi-dimensional and
 // NULL-holding arrays, nested JSON), enough rows for several page ranges, and keys of
 // one, two and three columns.

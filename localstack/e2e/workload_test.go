@@ -14,7 +14,7 @@ import (
 )
 
 // mixedSchema has the shapes the contract must handle: a plain key, a composite key, a
-// large TOASTed text column, the rich types of DESIGN §3, and the shapes production
+// large TOASTed text column, the rich types of README "Items in DynamoDB", and the shapes production
 // schemas have: identifiers with dots, spaces, quotes and non-ASCII letters, a char(n)
 // key, a generated column, an inherited parent and child, and a partitioned table whose
 // rows move between partitions.

@@ -40,7 +40,8 @@ const (
 type Options struct {
 	// Addr is where the AWS endpoint listens; default 127.0.0.1:4566 (LocalStack's).
 	Addr string
-	// Dir holds logs, function code and the helper scripts; a temp dir when empty.
+	// Dir holds logs, function code and the helper scripts. When empty, Start creates a
+	// temporary directory and Stop removes it.
 	Dir string
 	// MaxWorkers per Lambda function; default 8.
 	MaxWorkers int
@@ -58,6 +59,9 @@ type StandIn struct {
 	motoExited chan struct{}
 	gateway    *Gateway
 	server     *http.Server
+	// tempDir: Start created Dir, so Stop removes it (make demo would otherwise leave a
+	// tandem-standin-* directory of logs and binaries behind on every run).
+	tempDir bool
 }
 
 // Start starts moto and the gateway and waits until both answer.
@@ -71,13 +75,22 @@ func Start(o Options) (*StandIn, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
+	tempDir := false
 	if o.Dir == "" {
 		dir, err := os.MkdirTemp("", "tandem-standin-")
 		if err != nil {
 			return nil, err
 		}
-		o.Dir = dir
+		o.Dir, tempDir = dir, true
 	}
+	s, err := startIn(o, tempDir)
+	if err != nil && tempDir {
+		_ = os.RemoveAll(o.Dir)
+	}
+	return s, err
+}
+
+func startIn(o Options, tempDir bool) (*StandIn, error) {
 	for name, body := range map[string][]byte{"moto_server.py": motoserver.Script, "deploy.py": deployPy} {
 		if err := os.WriteFile(filepath.Join(o.Dir, name), body, 0o644); err != nil {
 			return nil, err
@@ -101,11 +114,13 @@ func Start(o Options) (*StandIn, error) {
 	s.gateway = &Gateway{Moto: motoURL, CodeBucket: "tandem-artifacts", WorkDir: filepath.Join(o.Dir, "lambda"),
 		Env: append(s.EnvVars(), o.Env...), MaxWorkers: o.MaxWorkers, Log: o.Log}
 	if err := os.MkdirAll(s.gateway.WorkDir, 0o755); err != nil {
+		ln.Close()
 		s.Stop()
 		return nil, err
 	}
 	s.server = &http.Server{Handler: s.gateway}
 	go func() { _ = s.server.Serve(ln) }()
+	s.tempDir = tempDir
 	return s, nil
 }
 
@@ -148,7 +163,8 @@ func (s *StandIn) EnvVars() []string {
 		"AWS_ACCESS_KEY_ID=" + key, "AWS_SECRET_ACCESS_KEY=" + key}
 }
 
-// Stop stops the gateway, the Lambda workers and moto.
+// Stop stops the gateway, the Lambda workers and moto, and removes Dir if Start created
+// it (a Dir given to Start is the caller's, left with its logs).
 func (s *StandIn) Stop() {
 	if s.server != nil {
 		_ = s.server.Close()
@@ -159,6 +175,9 @@ func (s *StandIn) Stop() {
 	if s.moto != nil && s.moto.Process != nil {
 		_ = syscall.Kill(-s.moto.Process.Pid, syscall.SIGKILL)
 		<-s.motoExited
+	}
+	if s.tempDir {
+		_ = os.RemoveAll(s.Dir)
 	}
 }
 

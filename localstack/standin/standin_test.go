@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -159,5 +160,62 @@ func TestTemplateLints(t *testing.T) {
 	out, err := exec.Command("cfn-lint", filepath.Join(root, "template.yaml")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("cfn-lint template.yaml: %v\n%s", err, out)
+	}
+}
+
+// TestStopRemovesTemporaryDir: a stand-in started without a Dir (make demo) keeps its
+// logs, function code and scripts in a temporary directory that Stop removes, as does a
+// Start that fails, so runs do not pile up tandem-standin-* directories; a Dir the caller
+// gave (make up's .standin) keeps its logs.
+func TestStopRemovesTemporaryDir(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	leftovers := func() []string {
+		t.Helper()
+		m, err := filepath.Glob(filepath.Join(tmp, "tandem-standin-*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	s, err := Start(Options{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatalf("stand-in: %v", err)
+	}
+	if got := leftovers(); len(got) != 1 || got[0] != s.Dir {
+		s.Stop()
+		t.Fatalf("the stand-in's directory is %s, want the one temporary directory of %v", s.Dir, got)
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir, "moto.log")); err != nil {
+		s.Stop()
+		t.Fatalf("the temporary directory holds no moto.log: %v", err)
+	}
+	s.Stop()
+	if got := leftovers(); len(got) > 0 {
+		t.Errorf("Stop left %v", got)
+	}
+
+	// A Start that fails (its address taken) removes what it created too.
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	if s, err := Start(Options{Addr: taken.Addr().String()}); err == nil {
+		s.Stop()
+		t.Fatalf("Start on a taken address succeeded")
+	}
+	if got := leftovers(); len(got) > 0 {
+		t.Errorf("a failed Start left %v", got)
+	}
+
+	given := t.TempDir()
+	s, err = Start(Options{Addr: "127.0.0.1:0", Dir: given})
+	if err != nil {
+		t.Fatalf("stand-in: %v", err)
+	}
+	s.Stop()
+	if _, err := os.Stat(filepath.Join(given, "moto.log")); err != nil {
+		t.Errorf("Stop removed the logs of a directory it was given: %v", err)
 	}
 }

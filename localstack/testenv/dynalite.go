@@ -27,7 +27,7 @@ const DynaliteVersion = "4.0.0"
 // 127.0.0.1. It dies with the process that started it even if Stop is never called.
 //
 // dynalite has no TTL and no transaction API. Tandem enables TTL on every target table
-// (the tombstone backstop, DESIGN §2.5); the wrapper script answers UpdateTimeToLive with
+// (the tombstone backstop, README "The contract"); the wrapper script answers UpdateTimeToLive with
 // success and does nothing, which is the only difference from dynalite itself. That is
 // scoped to this harness endpoint: Tandem's own code still calls UpdateTimeToLive and
 // fails if a real endpoint refuses it. Tests that need tombstones to expire, or

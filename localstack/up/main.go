@@ -10,7 +10,9 @@
 // The database itself is left alone, except for Tandem's publication and slot. On the
 // way down the slot is dropped with the publication Tandem created when --drop-slot was
 // given or the file state/drop-slot exists (make down DROP_SLOT=1 creates it); otherwise
-// up says how much WAL the slot still retains and how to drop it.
+// up says how much WAL the slot still retains and how to drop it, and remembers in
+// state/publication.json that Tandem created the publication it leaves (see
+// publicationRecord).
 //
 // --config takes a Tandem configuration file (tables with key_columns and targets,
 // table_prefix, slot, publication, chunk_size, ...). The template's parameters are set
@@ -36,17 +38,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"tandem/localstack/standin"
 	"tandem/shared/config"
+	"tandem/shared/control"
 	"tandem/shared/ddb"
 	"tandem/shared/ident"
 	"tandem/shared/pg"
 	"tandem/shared/teardown"
 )
-
-// The template's default table prefix, used when the configuration has none.
-const defaultPrefix = "tandem-"
 
 func main() {
 	pgURL := flag.String("pg-url", os.Getenv("TANDEM_PG_URL"), "PostgreSQL connection URL (wal_level=logical, a role with REPLICATION); default: the config file's postgres_url")
@@ -114,9 +116,9 @@ func options(pgURL, tables, file string) (*upOptions, error) {
 			cfg.Tables = append(cfg.Tables, config.Table{Source: id.String()})
 		}
 	}
-	if cfg.TablePrefix == "" {
-		cfg.TablePrefix = defaultPrefix
-	}
+	// The rule make up's tandem check --deployment applies too, so that it names the
+	// targets this deployment creates.
+	cfg.DeploymentDefaults()
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -147,6 +149,7 @@ func run(ctx context.Context, o *upOptions) error {
 	}
 	defer cleanTemporary(dir)
 	cfg := o.cfg
+	remembered := readPublicationRecord(dir)
 	var env []string
 	if o.file != "" {
 		// The functions and the streamer read the user's file less the settings the
@@ -178,6 +181,9 @@ func run(ctx context.Context, o *upOptions) error {
 	}
 	cfg.ControlTable, cfg.StateMachineARN = stack.Outputs["ControlTableName"], stack.Outputs["StateMachineArn"]
 	if err := writeCLIConfig(filepath.Join(dir, "tandem.json"), cfg); err != nil {
+		return err
+	}
+	if err := restorePublicationRecord(ctx, cfg, s, remembered); err != nil {
 		return err
 	}
 	streamer, err := s.StartStreamer(ctx, stack, env...)
@@ -300,7 +306,8 @@ func writeJSON(path string, v any, mode os.FileMode) error {
 }
 
 // shutdown drops the slot and the publication Tandem created (drop), or says how much
-// WAL the slot still retains; it returns what to tell the user.
+// WAL the slot still retains; it returns what to tell the user. Either way it records
+// whether Tandem's publication is left for the next run (see publicationRecord).
 func shutdown(cfg *config.Config, s *standin.StandIn, drop bool) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -309,6 +316,14 @@ func shutdown(cfg *config.Config, s *standin.StandIn, drop bool) string {
 		return fmt.Sprintf("Tandem's replication slot %s may still retain WAL on the database (it cannot be reached: %v); drop it with: SELECT pg_drop_replication_slot('%s');\n", cfg.Slot, err, cfg.Slot)
 	}
 	defer pool.Close()
+	msg := stopMessage(ctx, cfg, s, pool, drop)
+	if err := rememberPublication(ctx, cfg, s, pool); err != nil {
+		msg += "remembering that Tandem created publication " + cfg.Publication + ": " + err.Error() + "\n"
+	}
+	return msg
+}
+
+func stopMessage(ctx context.Context, cfg *config.Config, s *standin.StandIn, pool *pgxpool.Pool, drop bool) string {
 	if drop {
 		o := teardown.Options{Config: cfg, PG: pool, DB: ddb.FromConfig(s.AWSConfig()), Force: true}
 		plan, err := teardown.Inspect(ctx, o)
@@ -336,6 +351,88 @@ func shutdown(cfg *config.Config, s *standin.StandIn, drop bool) string {
 		"is written to, until it is dropped. Drop it and publication %s now with: .build/tandem teardown --config %s "+
 		"(or next time stop with: make down DROP_SLOT=1)\n",
 		cfg.Slot, slot.RetainedBytes(), cfg.Publication, relative(filepath.Join(s.Dir, "tandem.json")))
+}
+
+// publicationRecord is state/publication.json: that Tandem created the publication a run
+// left behind. Each run's DynamoDB (moto, in memory) starts empty, so without it the next
+// make up would take that publication for one the user created, which Tandem never
+// alters nor drops: a table added to TABLES would be refused, and make down DROP_SLOT=1
+// would keep the publication. The object id tells it from a publication of the same name
+// created since by someone else.
+type publicationRecord struct {
+	Database    string `json:"database"`
+	Publication string `json:"publication"`
+	OID         uint32 `json:"oid"`
+}
+
+const publicationFile = "publication.json"
+
+// readPublicationRecord reads the previous run's record (nil for none). It stays until
+// this run's shutdown rewrites or removes it, so a run that fails earlier loses nothing.
+func readPublicationRecord(dir string) *publicationRecord {
+	b, err := os.ReadFile(filepath.Join(dir, publicationFile))
+	if err != nil {
+		return nil
+	}
+	var r publicationRecord
+	if json.Unmarshal(b, &r) != nil || r.Publication == "" {
+		return nil
+	}
+	return &r
+}
+
+// readPublicationOID finds the publication (found false when it does not exist).
+func readPublicationOID(ctx context.Context, pool *pgxpool.Pool, name string) (rec publicationRecord, found bool, err error) {
+	rec.Publication = name
+	err = pool.QueryRow(ctx, "SELECT current_database(), p.oid FROM pg_publication p WHERE p.pubname = $1", name).Scan(&rec.Database, &rec.OID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return rec, false, nil
+	}
+	return rec, err == nil, err
+}
+
+// restorePublicationRecord records in the new control table that Tandem created the
+// publication, when the previous run left that very publication (same database, name
+// and object id), before plan looks at it.
+func restorePublicationRecord(ctx context.Context, cfg *config.Config, s *standin.StandIn, prev *publicationRecord) error {
+	if prev == nil || prev.Publication != cfg.Publication {
+		return nil
+	}
+	pool, err := pg.Open(ctx, pg.Source{URL: cfg.PostgresURL}, 1)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	now, found, err := readPublicationOID(ctx, pool, cfg.Publication)
+	if err != nil || !found || now != *prev {
+		return err
+	}
+	return control.New(ddb.FromConfig(s.AWSConfig()), cfg.ControlTable).RecordPublication(ctx, cfg.Publication)
+}
+
+// rememberPublication writes state/publication.json when the publication exists and this
+// run's control table records that Tandem created it, and removes the file otherwise.
+func rememberPublication(ctx context.Context, cfg *config.Config, s *standin.StandIn, pool *pgxpool.Pool) error {
+	path := filepath.Join(s.Dir, publicationFile)
+	rec, found, err := readPublicationOID(ctx, pool, cfg.Publication)
+	if err != nil {
+		return err
+	}
+	if found {
+		var ctl control.PublicationRecord
+		ctl, found, err = control.New(ddb.FromConfig(s.AWSConfig()), cfg.ControlTable).Publication(ctx)
+		if err != nil {
+			return err
+		}
+		found = found && ctl.CreatedByTandem && ctl.Publication == cfg.Publication
+	}
+	if !found {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	return writeJSON(path, rec, 0o644)
 }
 
 // cleanTemporary removes what the run built and unpacked (function code, bootstraps, the

@@ -17,7 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
-// Item attributes Tandem adds (DESIGN §3), spelled here from the contract.
+// Item attributes Tandem adds (README "Items in DynamoDB"), spelled here from the contract.
 const (
 	attrLSN     = "__lsn"
 	attrSeq     = "__seq"
@@ -284,7 +284,7 @@ func renderTo(b *strings.Builder, v types.AttributeValue) {
 	b.WriteByte('}')
 }
 
-// metadataProblems checks the metadata a live item must carry (DESIGN §3): __src snapshot
+// metadataProblems checks the metadata a live item must carry (README "Items in DynamoDB"): __src snapshot
 // or stream, __lsn a WAL position, a stream item's __seq, a snapshot item's __epoch, and
 // no tombstone-only attribute.
 func metadataProblems(it item) []string {

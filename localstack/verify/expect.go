@@ -13,12 +13,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
-// This file is DESIGN.md §3's type mapping, written again from the contract rather than
+// This file is README "Items in DynamoDB"'s type mapping, written again from the contract rather than
 // taken from shared/mapping: an item is checked against what the contract says it must
 // be, so a bug in Tandem's own mapping shows up as a difference instead of being
 // reproduced on both sides of the comparison.
 
-// family is how §3 maps a column's (domain-resolved) type.
+// family is how README "Items in DynamoDB" maps a column's (domain-resolved) type.
 type family int
 
 const (
@@ -92,7 +92,7 @@ func (t *colType) keyType() types.ScalarAttributeType {
 	return types.ScalarAttributeTypeS
 }
 
-// expect returns the attribute §3 prescribes for the non-NULL text output of a value of
+// expect returns the attribute README "Items in DynamoDB" prescribes for the non-NULL text output of a value of
 // type t.
 func expect(t *colType, text string) (types.AttributeValue, error) {
 	switch t.fam {

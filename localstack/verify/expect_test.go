@@ -26,7 +26,7 @@ func array(elem *colType, delim byte) *colType {
 	return &colType{fam: famArray, name: "_t", elem: elem, delim: delim}
 }
 
-// TestExpect pins §3's mapping for each type family, from PostgreSQL's text output.
+// TestExpect pins README "Items in DynamoDB"'s mapping for each type family, from PostgreSQL's text output.
 func TestExpect(t *testing.T) {
 	cases := []struct {
 		name string

@@ -16,7 +16,7 @@ import (
 // or of each leaf partition of a partitioned table), never by key order, so neither a
 // discovery bug nor a key-paging bug of the snapshot can hide a row.
 
-// sessionSettings are the GUCs under which §3's "PostgreSQL's text output" is read. They
+// sessionSettings are the GUCs under which README "Items in DynamoDB"'s "PostgreSQL's text output" is read. They
 // are set per transaction so a pool with other settings still reads the contract's forms.
 var sessionSettings = [][2]string{
 	{"DateStyle", "ISO, MDY"}, {"IntervalStyle", "postgres"}, {"bytea_output", "hex"},

@@ -2,10 +2,10 @@
 // row, every attribute, and no extra live item. Tests and the demo use it; so can an
 // operator who wants proof.
 //
-// It is an outside check of DESIGN.md §3, independent of the code it checks: PostgreSQL is
+// It is an outside check of README "Items in DynamoDB", independent of the code it checks: PostgreSQL is
 // read by physical position (ctid ranges under one exported snapshot), not by the
 // snapshot's keyset chunk reader; the columns come from its own catalog query; the
-// expected item is derived from §3 by this package's own decoding, not by shared/mapping
+// expected item is derived from README "Items in DynamoDB" by this package's own decoding, not by shared/mapping
 // or shared/schema. Only the table's identity, its target name and the names of its key
 // columns (which configuration may choose) are taken from the *schema.Table.
 //
@@ -41,16 +41,16 @@ const (
 	Deleted Kind = "deleted"
 	// Extra: a live item has no PostgreSQL row.
 	Extra Kind = "extra"
-	// Differs: an attribute of a live item is not what §3 says it must be (or is there
+	// Differs: an attribute of a live item is not what README "Items in DynamoDB" says it must be (or is there
 	// when the column is NULL, or is not a column at all).
 	Differs Kind = "differs"
-	// Metadata: a live item's __ attributes break §3.
+	// Metadata: a live item's __ attributes break README "Items in DynamoDB".
 	Metadata Kind = "metadata"
 	// Duplicate: two rows (or two items) have the same item key.
 	Duplicate Kind = "duplicate"
-	// Unmappable: a PostgreSQL value §3 gives no attribute for (invalid UTF-8, ...).
+	// Unmappable: a PostgreSQL value README "Items in DynamoDB" gives no attribute for (invalid UTF-8, ...).
 	Unmappable Kind = "unmappable"
-	// KeySchema: the target table is missing or keyed otherwise than §3 says.
+	// KeySchema: the target table is missing or keyed otherwise than README "Items in DynamoDB" says.
 	KeySchema Kind = "keyschema"
 )
 
@@ -251,7 +251,7 @@ func sortDiffs(diffs []Diff) {
 type counts struct{ rows, items, tombstones int }
 
 // compareSets compares PostgreSQL rows with DynamoDB items: every row must have its live
-// item, equal to what §3 prescribes, and every live item its row. Each difference about
+// item, equal to what README "Items in DynamoDB" prescribes, and every live item its row. Each difference about
 // one item key carries the key's identity and text (for a second look by key).
 func compareSets(src *source, ks keySchema, rows []row, items []item) ([]Diff, counts) {
 	var diffs []Diff
@@ -323,7 +323,7 @@ func compareSets(src *source, ks keySchema, rows []row, items []item) ([]Diff, c
 	return diffs, counts{rows: len(rows), items: len(live), tombstones: len(tomb)}
 }
 
-// expectedKeySchema is §3's item key for the key columns.
+// expectedKeySchema is README "Items in DynamoDB"'s item key for the key columns.
 func expectedKeySchema(src *source, keyCols []string) (keySchema, error) {
 	typeOf := map[string]*colType{}
 	for _, c := range src.columns {
@@ -346,7 +346,7 @@ func expectedKeySchema(src *source, keyCols []string) (keySchema, error) {
 
 type problem struct{ attr, err string }
 
-// expectItem builds the user attributes (and attrSortKey) §3 prescribes for a row.
+// expectItem builds the user attributes (and attrSortKey) README "Items in DynamoDB" prescribes for a row.
 func expectItem(src *source, ks keySchema, r row) (item, []problem) {
 	attrs := make(item, len(r)+1)
 	var problems []problem

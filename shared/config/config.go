@@ -412,6 +412,21 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// DeployedTablePrefix is template.yaml's default TablePrefix. A stack's functions and
+// streamer take their prefix from that parameter (TANDEM_TABLE_PREFIX, over the file's
+// table_prefix), which cannot be empty, and its policies let them create and write only
+// the DynamoDB tables named with it.
+const DeployedTablePrefix = "tandem-"
+
+// DeploymentDefaults fills what a deployment of template.yaml with its default parameters
+// sets where the configuration says nothing: the table prefix. make up deploys with it and
+// tandem check --deployment checks with it, so both name the same targets.
+func (c *Config) DeploymentDefaults() {
+	if c.TablePrefix == "" {
+		c.TablePrefix = DeployedTablePrefix
+	}
+}
+
 // WarmThroughput is the warm throughput of created target tables (nil: unset).
 func (c *Config) WarmThroughput() *types.WarmThroughput {
 	if c.WarmReadUnits == 0 && c.WarmWriteUnits == 0 {

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -254,5 +255,33 @@ func TestIAMAuthNeedsTLS(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestDeploymentDefaults: a configuration without table_prefix gets template.yaml's
+// default TablePrefix (read from the template itself, so the two cannot drift apart);
+// one with a prefix keeps it.
+func TestDeploymentDefaults(t *testing.T) {
+	tpl, err := os.ReadFile(filepath.Join("..", "..", "template.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^  TablePrefix:\n(?:    .*\n)*?    Default: (\S+)\n`).FindSubmatch(tpl)
+	if m == nil {
+		t.Fatal("template.yaml has no TablePrefix parameter with a Default")
+	}
+	if string(m[1]) != DeployedTablePrefix {
+		t.Errorf("template.yaml's TablePrefix defaults to %s, DeployedTablePrefix is %s", m[1], DeployedTablePrefix)
+	}
+	c := &Config{}
+	c.DeploymentDefaults()
+	id := ident.Table{Schema: "public", Name: "orders"}
+	if got, _ := c.TableFor(id); got.Target != DeployedTablePrefix+"orders" {
+		t.Errorf("no table_prefix, deployed: target %s, want %sorders", got.Target, DeployedTablePrefix)
+	}
+	c = &Config{TablePrefix: "prod_"}
+	c.DeploymentDefaults()
+	if got, _ := c.TableFor(id); got.Target != "prod_orders" {
+		t.Errorf("table_prefix prod_, deployed: target %s, want prod_orders", got.Target)
 	}
 }

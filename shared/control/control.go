@@ -26,7 +26,7 @@ const (
 	Done    = "done"
 	Failed  = "failed"
 	// Removed: the table left the configuration or the publication; its changes are no
-	// longer applied, so it is never consistent (DESIGN §2.12).
+	// longer applied, so it is never consistent (README "Bad input and faults").
 	Removed = "removed"
 	// Truncating is shown (by the status, not stored) for a done table while the items a
 	// TRUNCATE left are being removed in the background.

@@ -17,7 +17,7 @@ import (
 
 const deadLetterPrefix = "deadletter#"
 
-// DeadLetter is a change or row Tandem could not apply (DESIGN §2.11): a value or key
+// DeadLetter is a change or row Tandem could not apply (README "Bad input and faults"): a value or key
 // DynamoDB will never accept. The stream and the snapshot go on without it; its table is
 // marked degraded until it is snapshotted again.
 type DeadLetter struct {

@@ -6,7 +6,7 @@ const publicationID = "stream#publication"
 
 // PublicationRecord says that Tandem created the publication, so it may make the
 // publication follow the configured tables. A publication the user created is only
-// checked, never altered (DESIGN §2.12).
+// checked, never altered (README "Bad input and faults").
 type PublicationRecord struct {
 	ID              string `dynamodbav:"id"`
 	Publication     string `dynamodbav:"publication"`

@@ -17,7 +17,7 @@ import (
 
 const rangePrefix = "range#"
 
-// RangeState is the progress of one key range of a table's snapshot (DESIGN §2.2): its
+// RangeState is the progress of one key range of a table's snapshot (README "The contract"): its
 // own cursor and counters, so ranges run in parallel without contending on one item. The
 // item exists from the range's first chunk; before that the range is pending at its Lo.
 type RangeState struct {

@@ -16,7 +16,7 @@ const (
 	slotID       = "stream#slot"
 )
 
-// Checkpoint is what the streamer reports about itself (DESIGN §4).
+// Checkpoint is what the streamer reports about itself (README "Reading its status").
 type Checkpoint struct {
 	ID    string `dynamodbav:"id"`
 	Owner string `dynamodbav:"owner"`
@@ -92,7 +92,7 @@ func (s *Store) ReleaseLease(ctx context.Context, owner string) error {
 	return err
 }
 
-// SlotRecord remembers the slot's start LSN A (DESIGN §2.1).
+// SlotRecord remembers the slot's start LSN A (README "The contract").
 type SlotRecord struct {
 	ID       string `dynamodbav:"id"`
 	Slot     string `dynamodbav:"slot"`

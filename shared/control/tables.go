@@ -16,7 +16,7 @@ import (
 
 const tablePrefix = "table#"
 
-// TableState is one replicated table's snapshot state (DESIGN §4).
+// TableState is one replicated table's snapshot state (README "Reading its status").
 type TableState struct {
 	ID     string `dynamodbav:"id"`
 	Source string `dynamodbav:"source"`
@@ -36,7 +36,7 @@ type TableState struct {
 	// FinalizeBy is the worker ("<run>/<range>") elected to finalize FinalizeEpoch.
 	FinalizeBy    string `dynamodbav:"finalize_by,omitempty"`
 	FinalizeEpoch int64  `dynamodbav:"finalize_epoch,omitempty"`
-	// ConsistentLSN is B(T), read after the last chunk (DESIGN §2.3).
+	// ConsistentLSN is B(T), read after the last chunk (README "The contract").
 	ConsistentLSN uint64 `dynamodbav:"consistent_lsn,omitempty"`
 	// Consistent is set by the streamer once it applied past ConsistentLSN.
 	Consistent bool `dynamodbav:"consistent"`
@@ -49,7 +49,7 @@ type TableState struct {
 	TruncatingSeq    uint32 `dynamodbav:"truncating_seq,omitempty"`
 	TruncateSegments int    `dynamodbav:"truncate_segments,omitempty"`
 	// FloorLSN is set when a schema change required a new snapshot: stream items
-	// committed before it describe the old shape and may be replaced by it (§2.9).
+	// committed before it describe the old shape and may be replaced by it (README "Bad input and faults").
 	FloorLSN uint64 `dynamodbav:"floor_lsn,omitempty"`
 	// Runner is "streamer" when the streamer runs this snapshot itself (a table added to
 	// the publication, a schema change) and must resume it after a restart.
@@ -57,7 +57,7 @@ type TableState struct {
 	// FinalizedEpoch is the epoch whose snapshot was finalized (swept).
 	FinalizedEpoch int64 `dynamodbav:"finalized_epoch,omitempty"`
 	// KeyColumns are the item key's columns the snapshot was taken with; with Target,
-	// what plan and the streamer compare the configuration with (DESIGN §2.12).
+	// what plan and the streamer compare the configuration with (README "Bad input and faults").
 	KeyColumns []string `dynamodbav:"key_columns,omitempty"`
 	// RetiredTargets are targets this table was replicated into before its target changed:
 	// left as they were, no longer updated.
@@ -77,7 +77,7 @@ type TableState struct {
 	UpdatedAt  string `dynamodbav:"updated_at"`
 }
 
-// IsConsistent is DESIGN §2.3's rule, for a streamer that has applied up to applied.
+// IsConsistent is README "The contract"'s rule, for a streamer that has applied up to applied.
 func (t TableState) IsConsistent(applied uint64) bool {
 	return t.State == Done && t.Degraded == "" && t.TruncatingLSN == 0 && t.ConsistentLSN <= applied
 }
@@ -221,7 +221,7 @@ func retire(cur TableState, target string) []string {
 
 // MarkRemoved records that a table is no longer replicated (it left the configuration or
 // the publication): never consistent again until planned anew, and a running snapshot of
-// it is fenced (DESIGN §2.12).
+// it is fenced (README "Bad input and faults").
 func (s *Store) MarkRemoved(ctx context.Context, source, reason string) error {
 	for {
 		cur, found, err := s.Table(ctx, source)
@@ -315,7 +315,7 @@ func (s *Store) MarkFinalized(ctx context.Context, source string, epoch int64) e
 	return err
 }
 
-// Truncated records a TRUNCATE of the table at lsn (DESIGN §2.8): the epoch changes so a
+// Truncated records a TRUNCATE of the table at lsn (README "Bad input and faults"): the epoch changes so a
 // running snapshot stops, and since the table was empty at lsn and every later change is
 // streamed, its snapshot is complete with B(T) = lsn. It also records the background
 // removal of the older items, in segments parallel-scan segments (TruncatingLSN; a

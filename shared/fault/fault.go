@@ -1,5 +1,5 @@
 // Package fault classifies every error Tandem meets, in one place, into what to do with
-// it (DESIGN §2.11):
+// it (README "Bad input and faults"):
 //
 //   - Transient: throttling, 5xx, timeouts, lost connections, a restarting PostgreSQL. Retry
 //     with backoff, for as long as it takes, and acknowledge nothing after it meanwhile.

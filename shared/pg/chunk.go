@@ -26,7 +26,7 @@ type Chunk struct {
 // ReadChunk reads up to limit rows with keys after the cursor (nil: from the start) and up
 // to and including upTo (nil: to the last key), the end of the range being read. The
 // transaction lasts one query, so the primary's xmin horizon is never held for long
-// (DESIGN §2.2); keyset pagination works for composite keys of any orderable type.
+// (README "The contract"); keyset pagination works for composite keys of any orderable type.
 func ReadChunk(ctx context.Context, pool interface {
 	BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
 }, t *schema.Table, after, upTo []string, limit int) (Chunk, error) {
@@ -86,7 +86,7 @@ func ReadChunkWhere(ctx context.Context, pool interface {
 }
 
 // ReadRow re-reads the current row with the given key (text of the key columns in key
-// order), for an UPDATE whose unchanged TOAST values were not sent (DESIGN §2.6).
+// order), for an UPDATE whose unchanged TOAST values were not sent (README "The contract").
 func ReadRow(ctx context.Context, q Querier, t *schema.Table, key []string) (row [][]byte, found bool, err error) {
 	sql := "SELECT " + columnList(t) + " FROM " + fromTable(t) + " WHERE " + keyTuple(t) + " = " + keyParams(t, 0)
 	args := make([]any, len(key))
@@ -128,7 +128,7 @@ func queryText(ctx context.Context, q Querier, sql string, args []any) ([][][]by
 func tableIdent(t *schema.Table) string { return t.Ident().SQL() }
 
 // fromTable reads the table itself, never the tables inheriting from it: their rows are
-// published, and replicated, as their own tables (DESIGN §2.2). A partitioned table has
+// published, and replicated, as their own tables (README "The contract"). A partitioned table has
 // no rows of its own; its rows are its partitions' (published through it with
 // publish_via_partition_root).
 func fromTable(t *schema.Table) string {

@@ -43,7 +43,7 @@ func open(ctx context.Context, src Source, maxConns int32) (*pgxpool.Pool, error
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "tandem"
 	// No server-side prepared statements: a cached plan fails with "cached plan must not
-	// change result type" after the DDL that Tandem must replicate through (§2.9).
+	// change result type" after the DDL that Tandem must replicate through (README "Bad input and faults").
 	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
@@ -137,10 +137,11 @@ type Querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
-// CurrentLSN returns the WAL insert position. It is DESIGN's pg_current_wal_lsn(), taken
-// as pg_current_wal_insert_lsn(): with synchronous_commit = off a committed transaction's
-// commit record can lie beyond the write position pg_current_wal_lsn() reports, and a
-// consistency point must not come before any change the read could see.
+// CurrentLSN returns the WAL insert position: the LSN a chunk reads (README "The
+// contract"), taken as pg_current_wal_insert_lsn() rather than pg_current_wal_lsn(): with
+// synchronous_commit = off a committed transaction's commit record can lie beyond the
+// write position pg_current_wal_lsn() reports, and a consistency point must not come
+// before any change the read could see.
 func CurrentLSN(ctx context.Context, q Querier) (pglogrepl.LSN, error) {
 	var s string
 	if err := q.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {

@@ -197,7 +197,7 @@ func (ts *Types) Lookup(ctx context.Context, q Querier, oid uint32) (*mapping.Ty
 // FilledColumns reports which of the named columns may hold non-NULL values in rows that
 // existed before the column was added: those with a default (stored as a "missing" value
 // or written by a table rewrite). Rows are not re-logged for that, so a new snapshot is
-// needed (DESIGN §2.9).
+// needed (README "Bad input and faults").
 func FilledColumns(ctx context.Context, q Querier, schemaName, table string, columns []string) ([]string, error) {
 	rows, err := q.Query(ctx, `
 		SELECT a.attname FROM pg_attribute a

@@ -319,7 +319,7 @@ func ReadSlot(ctx context.Context, q Querier, name string) (Slot, error) {
 }
 
 // CreateSlot creates the pgoutput slot and returns its start LSN, the point from which
-// the stream holds every change (DESIGN §2.1).
+// the stream holds every change (README "The contract").
 func CreateSlot(ctx context.Context, q Querier, name string) (pglogrepl.LSN, error) {
 	var start string
 	if err := q.QueryRow(ctx, "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')", name).Scan(&start); err != nil {

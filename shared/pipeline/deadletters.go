@@ -24,11 +24,11 @@ const (
 // retryLockTimeout bounds how long a retry waits for a transaction changing the row.
 const retryLockTimeout = "5s"
 
-// RetryDeadLetter re-applies one dead letter's row as it is now (DESIGN §2.11). The row
+// RetryDeadLetter re-applies one dead letter's row as it is now (README "Bad input and faults"). The row
 // is read again by key under a share lock, the WAL position P read after the lock, and
 // the row written as a stream change at P while the lock is held: every change to the
 // row committed before P is in what was read, and every later one commits after the
-// lock is released, at a position after P, so it still wins (§2.4), whether the
+// lock is released, at a position after P, so it still wins (README "The contract"), whether the
 // streamer applied it already (then the write at P loses, RetrySuperseded) or not yet.
 // A snapshot write at the read's LSN would not do: it can never replace the stale item
 // an earlier stream change left. A row that no longer exists is not written (RetryGone):

@@ -96,7 +96,7 @@ func FromParts(cfg *config.Config, pool *pgxpool.Pool, db *dynamodb.Client, log 
 	}
 }
 
-// NewLogger is Tandem's structured JSON logger (DESIGN §4).
+// NewLogger is Tandem's structured JSON logger (README "Reading its status").
 func NewLogger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }

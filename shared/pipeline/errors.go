@@ -9,7 +9,7 @@ import (
 
 // The error types a handler returns. Lambda reports an error's type name as its
 // errorType, and the state machine's Retry and Catch match on it: a TransientError is
-// retried with backoff, a PermanentError fails the table at once (DESIGN §5).
+// retried with backoff, a PermanentError fails the table at once (README "Bad input and faults").
 type (
 	TransientError struct{ Err error }
 	PermanentError struct{ Err error }

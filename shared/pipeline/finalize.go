@@ -74,7 +74,7 @@ func (e *Env) FinalizeStep(ctx context.Context, in FinalizeInput) (any, error) {
 // FinalizeSegments starts the table's sweep, or resumes the unfinished one of its epoch,
 // and lists its segments. It sweeps what no snapshot can rewrite any more: snapshot rows
 // fenced by a TRUNCATE, items of rows that vanished while a re-snapshot ran (a reset or
-// a schema change), and tombstones no snapshot can race (DESIGN §2.5).
+// a schema change), and tombstones no snapshot can race (README "The contract").
 func (e *Env) FinalizeSegments(ctx context.Context, table string) (SegmentsOutput, error) {
 	out := SegmentsOutput{Table: table, Segments: []FinalizeInput{}}
 	t, err := e.Describe(ctx, table)

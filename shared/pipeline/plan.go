@@ -59,9 +59,9 @@ type PlanTable struct {
 	State        string `json:"state"`
 }
 
-// Plan ensures the publication and the slot exist (slot first, DESIGN §2.1), discovers and
+// Plan ensures the publication and the slot exist (slot first, README "The contract"), discovers and
 // validates the tables, creates their target tables and marks their snapshots pending.
-// It reconciles the configuration with the control table (DESIGN §2.12): a table whose
+// It reconciles the configuration with the control table (README "Bad input and faults"): a table whose
 // target changed is snapshotted again into the new target (the old one is left as it is),
 // one no longer configured or published is marked removed. It records nothing for the
 // tables when any table is refused.
@@ -189,7 +189,7 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 }
 
 // EnsureSlot makes sure the slot exists, creating it and recording its start LSN A
-// before any snapshot reads (DESIGN §2.1). A slot Tandem recorded that is gone,
+// before any snapshot reads (README "The contract"). A slot Tandem recorded that is gone,
 // invalidated or renamed in the configuration means changes may be missing: that is an
 // error unless reset, which starts over with a new slot (and plan re-snapshots every
 // table).

@@ -15,7 +15,7 @@ import (
 	"tandem/shared/schema"
 )
 
-// This file reconciles the configuration with the control state (DESIGN §2.12): plan and
+// This file reconciles the configuration with the control state (README "Bad input and faults"): plan and
 // the streamer both use it, so they agree on what a configuration change means.
 
 // CheckConfiguredTables fails, naming them, when configured tables do not exist: a

@@ -25,7 +25,7 @@ import (
 // stream has durably applied every change before it, none of them can arrive again, so
 // the new snapshot may replace the items those changes wrote (repairing items damaged
 // behind Tandem's back), while every change after it still wins over the snapshot
-// (DESIGN §2.4) and a tombstone written after it is never replaced. The table's dead
+// (README "The contract") and a tombstone written after it is never replaced. The table's dead
 // letters are removed: the copy writes every row again, and a row DynamoDB still cannot
 // hold becomes a new dead letter.
 //

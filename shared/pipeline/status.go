@@ -15,7 +15,7 @@ import (
 	"tandem/shared/pg"
 )
 
-// StatusOutput is what an operator sees (DESIGN §4): the status Lambda's output, the
+// StatusOutput is what an operator sees (README "Reading its status"): the status Lambda's output, the
 // state machine's report and, with the state machine's latest execution added, what
 // `tandem status --json` prints. Field names are stable for scripts; a value that is
 // not known is null (never -1).
@@ -450,7 +450,7 @@ func plural(n int, one, many string) string {
 
 // reconciled makes a table's status reflect a configuration that plan has not reconciled
 // yet: a table no longer configured is removed, and a changed target or key is not
-// consistent, since what the configuration names was not filled (DESIGN §2.12). A changed
+// consistent, since what the configuration names was not filled (README "Bad input and faults"). A changed
 // table definition is looked for only when PostgreSQL answers (pgUp).
 func (e *Env) reconciled(ctx context.Context, st control.TableState, ts *TableStatus, pgUp bool) {
 	if st.State == control.Removed {

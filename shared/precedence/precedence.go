@@ -1,4 +1,4 @@
-// Package precedence is DESIGN.md §2.4–§2.5 in code: which write may replace which item.
+// Package precedence is README "The contract" in code: which write may replace which item.
 // Every write Tandem makes to a target table carries metadata saying who wrote it and at
 // which WAL position, and is guarded by one of the conditions below, so the order in
 // which snapshot and stream writes reach DynamoDB cannot change the final result.
@@ -15,7 +15,7 @@ import (
 	"tandem/shared/ddb"
 )
 
-// Reserved metadata attributes (DESIGN §3). A source column with one of these names is
+// Reserved metadata attributes (README "Items in DynamoDB"). A source column with one of these names is
 // rejected by Reserved.
 const (
 	AttrLSN     = "__lsn"     // N: commit LSN of the change (stream) or LSN read with the chunk (snapshot)
@@ -55,13 +55,13 @@ type Read struct {
 	// Epoch is the table's snapshot epoch: a re-planned snapshot has a higher one, and a
 	// copier fenced out of its epoch must not overwrite the rows of its successor.
 	Epoch int64
-	// Floor is set for a snapshot taken because the table's shape changed (§2.9): stream
+	// Floor is set for a snapshot taken because the table's shape changed (README "Bad input and faults"): stream
 	// items committed before it describe the old shape. Zero otherwise.
 	Floor uint64
 }
 
 // Snapshot returns the guard of a snapshot write of a row read by r: it lands only where
-// no stream write ever landed (§2.4: a snapshot never replaces a live row or tombstone of
+// no stream write ever landed (README "The contract": a snapshot never replaces a live row or tombstone of
 // the stream), and over a snapshot row only if that row is from an older epoch or an
 // earlier read. The one exception is a snapshot after a schema change, whose reads all
 // come after r.Floor: it replaces stream items written in the old shape.
@@ -111,7 +111,7 @@ func SnapshotGuard(r Read) ddb.Expression {
 }
 
 // Merge guards a partial update (an UPDATE whose unchanged TOAST values were not sent,
-// §2.6): like Stream, but only onto an existing live item holding the values the change
+// README "The contract"): like Stream, but only onto an existing live item holding the values the change
 // left out, in the table's current shape (written at or after floor, the last schema
 // change; 0 when there was none). When it fails, the caller tells "lost" from "nothing
 // current to merge into" and then writes the full row.
@@ -151,7 +151,7 @@ func Unchanged(item map[string]types.AttributeValue) expression.ConditionBuilder
 	return same(AttrSrc).And(same(AttrLSN), same(AttrSeq), same(AttrEpoch))
 }
 
-// StaleSnapshot matches snapshot rows read before a fence LSN (a TRUNCATE, §2.8): such a
+// StaleSnapshot matches snapshot rows read before a fence LSN (a TRUNCATE, README "Bad input and faults"): such a
 // row may describe data the fence removed, so it is swept. A chunk reads its LSN inside
 // its transaction, whose lock a TRUNCATE waits for, so a chunk read before a TRUNCATE
 // committed at fenceLSN carries an LSN at or before it, and one read after it a later one.
@@ -194,7 +194,7 @@ func TombstoneAtOrBefore(lsn uint64) expression.ConditionBuilder {
 
 // SweepableTombstone matches exactly the tombstone at p that a sweeper read, so a later
 // write to the key is never removed. The caller sweeps only tombstones committed at or
-// before a point no running snapshot had read past (§2.5).
+// before a point no running snapshot had read past (README "The contract").
 func SweepableTombstone(p Position) expression.ConditionBuilder {
 	return ddb.Name(AttrDeleted).Equal(expression.Value(true)).
 		And(ddb.Name(AttrLSN).Equal(expression.Value(p.LSN))).
@@ -218,7 +218,7 @@ func StreamItem(row map[string]types.AttributeValue, p Position) map[string]type
 	return row
 }
 
-// Tombstone builds the soft delete of key at p (§2.5), expiring at expiresEpoch as a backstop.
+// Tombstone builds the soft delete of key at p (README "The contract"), expiring at expiresEpoch as a backstop.
 func Tombstone(key map[string]types.AttributeValue, p Position, expiresEpoch int64) map[string]types.AttributeValue {
 	item := make(map[string]types.AttributeValue, len(key)+5)
 	for k, v := range key {

@@ -73,6 +73,10 @@ type Options struct {
 	// NoDynamoDB checks as against an empty DynamoDB, without calling it: make up checks
 	// before it starts the stand-in whose DynamoDB Tandem will use.
 	NoDynamoDB bool
+	// Deployment checks the configuration as a deployment of template.yaml runs it: its
+	// roles may only create and write DynamoDB tables named with the table prefix, so a
+	// target outside it is a blocker.
+	Deployment bool
 }
 
 // Run performs every check and returns the findings; it fails only when it cannot run at

@@ -107,6 +107,12 @@ func (c *checker) checkTable(ctx context.Context, id ident.Table) {
 		c.r.add(Fail, subject, err.Error())
 		return
 	}
+	if c.o.Deployment && !strings.HasPrefix(t.Target, c.cfg.TablePrefix) {
+		// Moto enforces no IAM: without this, make up would accept what AWS then denies.
+		c.r.add(Fail, subject, fmt.Sprintf("target %s is outside table_prefix %s: a deployment's functions and streamer may only create and write the DynamoDB tables named %s* (template.yaml's policies), so plan would be denied it; name the target %s..., or deploy with a TablePrefix it starts with",
+			t.Target, c.cfg.TablePrefix, c.cfg.TablePrefix, c.cfg.TablePrefix))
+		return
+	}
 	targetNote := "target " + t.Target + ": plan creates it"
 	if !*c.cfg.CreateTables {
 		targetNote = "target " + t.Target + ": must exist (create_tables is false)"

@@ -239,7 +239,7 @@ func (c *Copier) checkFence(ctx context.Context, t *schema.Table, st control.Tab
 	return control.ErrFenced
 }
 
-// finishTable reads B(T) and marks the table done once every range is (DESIGN §2.3): B(T)
+// finishTable reads B(T) and marks the table done once every range is (README "The contract"): B(T)
 // is read after the last chunk of the last range. Of ranges finishing together more than
 // one may read it; the control table records the first.
 func (c *Copier) finishTable(ctx context.Context, st control.TableState) error {

@@ -1,4 +1,4 @@
-// Package snapshot copies tables into DynamoDB while the streamer runs (DESIGN §2.2–§2.3).
+// Package snapshot copies tables into DynamoDB while the streamer runs (README "The contract").
 // A table is split into key ranges copied in parallel, each in key-ordered chunks read in
 // short transactions. Progress is stored per range after each chunk's writes are durable,
 // so an interrupted copy resumes at the last stored key of each range.

@@ -183,7 +183,7 @@ func keyOf(t *schema.Table, item Item) Item {
 }
 
 // Truncate soft-deletes, in one pass, every live item of t written before the TRUNCATE
-// at p (DESIGN §2.8); see TruncateSegment.
+// at p (README "Bad input and faults"); see TruncateSegment.
 func (w *Writer) Truncate(ctx context.Context, t *schema.Table, p precedence.Position) (int, error) {
 	_, n, err := w.TruncateSegment(ctx, t, p, Whole, nil, time.Time{}, nil)
 	return n, err
@@ -225,7 +225,7 @@ type Sweep struct {
 	Epoch   int64  `json:"epoch,omitempty"`
 	Floor   uint64 `json:"floor,omitempty"`
 	Orphans bool   `json:"orphans,omitempty"`
-	// TombstonesUpTo: tombstones committed at or before it (DESIGN §2.5); the caller
+	// TombstonesUpTo: tombstones committed at or before it (README "The contract"); the caller
 	// guarantees no snapshot that started before it is still running.
 	TombstonesUpTo uint64 `json:"tombstones_up_to,omitempty"`
 }

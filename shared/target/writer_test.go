@@ -93,7 +93,7 @@ func deleteAt(lsn uint64, seq uint32) write {
 	}}
 }
 
-// TestPrecedenceMatrix checks DESIGN §2.4–2.5 against the DynamoDB API: for every kind
+// TestPrecedenceMatrix checks README "The contract" against the DynamoDB API: for every kind
 // of existing item and every kind of write, whether the write replaces it.
 func TestPrecedenceMatrix(t *testing.T) {
 	cases := []struct {

@@ -47,7 +47,7 @@ func (s *session) row(ctx context.Context, relID uint32, old, next *pglogrepl.Tu
 		route = routingKey(t, key)
 	}
 	if old != nil {
-		// A primary-key update deletes the old key and writes the new one (DESIGN §2.7),
+		// A primary-key update deletes the old key and writes the new one (README "The contract"),
 		// even when the new key is one DynamoDB cannot store.
 		oldVals, _, err := tuple(t, old)
 		if err != nil {
@@ -86,7 +86,7 @@ func (s *session) submitDelete(ctx context.Context, t *schema.Table, oldVals [][
 	})
 }
 
-// submitMerge applies an UPDATE that left unchanged TOAST values out (DESIGN §2.6): merged
+// submitMerge applies an UPDATE that left unchanged TOAST values out (README "The contract"): merged
 // into the existing item, or, when there is none yet, completed by re-reading the row
 // from PostgreSQL before the position can be acknowledged.
 func (s *session) submitMerge(ctx context.Context, rel *relation, key map[string]types.AttributeValue, vals [][]byte, unchanged []bool, p precedence.Position) error {
@@ -149,7 +149,7 @@ func (s *session) submitPoison(ctx context.Context, t *schema.Table, keyText str
 	return s.ap.submit(ctx, job{key: t.Source(), txn: s.txn, run: func(context.Context) error { return err }, deadLetter: s.deadLetterer(t, keyText, p)})
 }
 
-// deadLetterer records a poison change of t at p (DESIGN §2.11): a dead letter naming the
+// deadLetterer records a poison change of t at p (README "Bad input and faults"): a dead letter naming the
 // table, key, LSN and column, and the table marked degraded.
 func (s *session) deadLetterer(t *schema.Table, keyText string, p precedence.Position) func(context.Context, error) error {
 	return func(ctx context.Context, cause error) error {

@@ -30,7 +30,7 @@ func (s *session) counted(run func(context.Context) error) func(context.Context)
 	}
 }
 
-// report publishes the checkpoint (DESIGN §4) to the control table, flags tables that
+// report publishes the checkpoint (README "Reading its status") to the control table, flags tables that
 // became consistent, and emits CloudWatch metrics.
 func (s *session) report(ctx context.Context, final bool) {
 	now := time.Now()

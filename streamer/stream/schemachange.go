@@ -18,7 +18,7 @@ import (
 // the publication) is planned and snapshotted while the stream goes on. A changed shape
 // that existing items cannot express (a dropped column, a changed type, a new column
 // holding values for old rows) is a barrier followed by a new snapshot of the table
-// whose writes replace the items the stream wrote before the change (DESIGN §2.9).
+// whose writes replace the items the stream wrote before the change (README "Bad input and faults").
 func (s *session) relation(ctx context.Context, m *pglogrepl.RelationMessage) error {
 	rel, err := s.describe(ctx, m)
 	if err != nil {

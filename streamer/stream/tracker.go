@@ -8,7 +8,7 @@ import (
 )
 
 // tracker knows which WAL positions are durable: a transaction counts as applied once
-// every change of it and of every earlier transaction is written (DESIGN §2.10). Only
+// every change of it and of every earlier transaction is written (README "The contract"). Only
 // transactions in flight are held, never their rows.
 type tracker struct {
 	mu      sync.Mutex

@@ -15,7 +15,7 @@ import (
 	"tandem/shared/target"
 )
 
-// truncate removes every row the tables had before the TRUNCATE (DESIGN §2.8). Earlier
+// truncate removes every row the tables had before the TRUNCATE (README "Bad input and faults"). Earlier
 // changes are written first (a barrier, brief: the queues are bounded), so the removal
 // sees them; then the fence and a durable "truncating" record (the fence and the number
 // of parallel-scan segments) are written to the control table, which stops a running
