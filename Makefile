@@ -4,7 +4,7 @@ GO ?= go
 FUNCTIONS := plan snapshot finalize status
 BUILD := .build
 
-.PHONY: ca-bundle all build test test-long fuzz soak bench bench-scale lint fmt demo image up status down clean $(addprefix build-,$(FUNCTIONS))
+.PHONY: ca-bundle all build test test-long fuzz soak bench bench-scale lint fmt demo image up status cli down clean $(addprefix build-,$(FUNCTIONS))
 
 all: build
 
@@ -126,22 +126,32 @@ up: $(BUILD)/tandem
 	@nohup $(BUILD)/up --pg-url '$(PG_URL)' --tables '$(TABLES)' --config '$(CONFIG)' --state .standin > .standin/up.log 2>&1 & echo $$! > .standin/pid
 	@for i in $$(seq 1 300); do \
 		if [ -f .standin/up.json ]; then cat .standin/up.json; echo; \
-			echo "Endpoint http://127.0.0.1:4566 (AWS_ENDPOINT_URL). Status: make status. Stop: make down."; exit 0; fi; \
+			echo "Endpoint http://127.0.0.1:4566 (AWS_ENDPOINT_URL). Status: make status. Any tandem command: make cli ARGS='verify'. Stop: make down."; exit 0; fi; \
 		if ! kill -0 $$(cat .standin/pid) 2>/dev/null; then cat .standin/up.log; rm -f .standin/pid; echo "make up failed (log: .standin/up.log)"; exit 1; fi; sleep 1; done; \
 	echo "up did not finish within 300 s; stopping it (see .standin/up.log)"; $(MAKE) --no-print-directory down; exit 1
 
 ## status: `tandem status` against the stand-in `make up` started (its configuration in
 ## .standin/tandem.json): per-table progress, failures with their reasons, the streamer,
 ## the state machine's latest execution. STATUS_FLAGS=--watch refreshes in place,
-## STATUS_FLAGS=--json prints JSON. Exit codes as `tandem status --help` says: 1 when a
-## table or the latest execution failed, 3 when nothing is up.
+## STATUS_FLAGS=--json prints JSON. tandem status exits 1 when a
+## table or the latest execution failed, 3 when nothing is up (make shows it as "Error 1" or "Error 3" and itself exits 2).
 STATUS_FLAGS ?=
-status: $(BUILD)/tandem
-	@test -f .standin/tandem.json || { echo "nothing is up: no .standin/tandem.json (start it with make up PG_URL=...)"; exit 3; }
-	@env $$(env | sed -n 's/^\(\(TANDEM\|AWS\)_[A-Za-z0-9_]*\)=.*/-u \1/p') \
+# The stand-in's endpoint and configuration, and nothing of the caller's AWS or TANDEM_
+# settings (a real profile or region must not leak into a local run).
+STANDIN_TANDEM = @test -f .standin/tandem.json || { echo "nothing is up: no .standin/tandem.json (start it with make up PG_URL=...)"; exit 3; }; \
+	env $$(env | sed -n 's/^\(\(TANDEM\|AWS\)_[A-Za-z0-9_]*\)=.*/-u \1/p') \
 		AWS_ENDPOINT_URL=http://127.0.0.1:4566 AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
-		AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
-		$(BUILD)/tandem status --config .standin/tandem.json $(STATUS_FLAGS)
+		AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null TANDEM_CONFIG_FILE=.standin/tandem.json \
+		$(BUILD)/tandem
+status: $(BUILD)/tandem
+	$(STANDIN_TANDEM) status $(STATUS_FLAGS)
+
+## cli: any tandem subcommand against the stand-in make up started, e.g.
+##   make cli ARGS='deadletters public.tags'    make cli ARGS='verify --sample 1000'
+##   make cli ARGS='resnapshot public.orders'   make cli ARGS='teardown --yes'
+ARGS ?= --help
+cli: $(BUILD)/tandem
+	$(STANDIN_TANDEM) $(ARGS)
 
 ## down: stop what make up started. The replication slot stays (it retains WAL on the
 ## database: down says how much); make down DROP_SLOT=1 drops it and the publication.
