@@ -73,6 +73,9 @@ func EnsurePublication(ctx context.Context, q Querier, name string, tables []ide
 	if err := CheckPartitioned(ctx, q, tables); err != nil {
 		return err
 	}
+	if err := CheckPersistence(ctx, q, tables); err != nil {
+		return err
+	}
 	pub := ident.Quote(name)
 	if !exists {
 		if err := checkIdentity(ctx, q, name, tables); err != nil {
@@ -135,10 +138,11 @@ const IdentityConsequence = "once published, PostgreSQL would reject every UPDAT
 	"Fix each: add a primary key, or ALTER TABLE ... REPLICA IDENTITY FULL (or USING INDEX) and configure its key_columns, " +
 	"or list only the tables to replicate in the configured tables"
 
-// IdentityProblem is a table whose rows the WAL cannot identify (see checkIdentity).
-type IdentityProblem struct {
+// TableProblem is a table refused for its shape: one whose rows the WAL cannot identify
+// (IdentityProblems), or whose changes are not in the WAL at all (PersistenceProblems).
+type TableProblem struct {
 	Table ident.Table
-	// Problem names the table and the cause ("table public.t has a DEFERRABLE primary key ...").
+	// Problem names the table, the cause and the fix ("table public.t has a DEFERRABLE primary key ...").
 	Problem string
 }
 
@@ -146,7 +150,7 @@ type IdentityProblem struct {
 // included; none: every table FOR ALL TABLES publishes) that have no usable replica
 // identity: no primary key with REPLICA IDENTITY DEFAULT, a DEFERRABLE primary key
 // (whatever the identity: see below), a lost identity index, or REPLICA IDENTITY NOTHING.
-func IdentityProblems(ctx context.Context, q Querier, tables []ident.Table) ([]IdentityProblem, error) {
+func IdentityProblems(ctx context.Context, q Querier, tables []ident.Table) ([]TableProblem, error) {
 	rows, err := q.Query(ctx, `
 		SELECT n.nspname, c.relname, c.relreplident::text,
 		       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND NOT i.indimmediate)
@@ -165,7 +169,7 @@ func IdentityProblems(ctx context.Context, q Querier, tables []ident.Table) ([]I
 	if err != nil {
 		return nil, fmt.Errorf("postgres: checking the replica identity of the tables to publish: %w", err)
 	}
-	var problems []IdentityProblem
+	var problems []TableProblem
 	for rows.Next() {
 		var t ident.Table
 		var replident string
@@ -191,7 +195,7 @@ func IdentityProblems(ctx context.Context, q Querier, tables []ident.Table) ([]I
 		default:
 			problem = "table " + table + " has REPLICA IDENTITY NOTHING"
 		}
-		problems = append(problems, IdentityProblem{Table: t, Problem: problem})
+		problems = append(problems, TableProblem{Table: t, Problem: problem})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("postgres: checking the replica identity of the tables to publish: %w", err)
@@ -236,6 +240,61 @@ func CheckPartitioned(ctx context.Context, q Querier, tables []ident.Table) erro
 		return nil
 	}
 	return Misconfiguredf("config: %s", strings.Join(problems, "; "))
+}
+
+// PersistenceProblems lists the tables among tables (none: no table) that are UNLOGGED
+// or TEMPORARY. PostgreSQL writes none of their changes to the WAL, so logical
+// replication cannot stream them: CREATE and ALTER PUBLICATION refuse them by name, a FOR
+// ALL TABLES publication leaves them out without a word (an existing table may even be
+// switched to UNLOGGED while in it), and a snapshot of one would never be kept current.
+// This is the one rule for it: check, plan and the streamer all ask here.
+func PersistenceProblems(ctx context.Context, q Querier, tables []ident.Table) ([]TableProblem, error) {
+	if len(tables) == 0 {
+		return nil, nil
+	}
+	rows, err := q.Query(ctx, `
+		SELECT n.nspname, c.relname, c.relpersistence::text
+		FROM unnest($1::text[]) u(name) JOIN pg_class c ON c.oid = to_regclass(u.name)
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relpersistence <> 'p' ORDER BY 1, 2`, regclassTexts(tables))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: checking the persistence of the configured tables: %w", err)
+	}
+	var problems []TableProblem
+	for rows.Next() {
+		var t ident.Table
+		var persistence string
+		if err := rows.Scan(&t.Schema, &t.Name, &persistence); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("postgres: checking the persistence of the configured tables: %w", err)
+		}
+		problem := "table " + t.String() + " is UNLOGGED: PostgreSQL writes none of its changes to the WAL, so logical replication cannot stream them " +
+			"(no publication includes it, FOR ALL TABLES leaves it out) and its target would never be kept current. " +
+			"Fix: ALTER TABLE " + t.String() + " SET LOGGED, or remove it from the configured tables"
+		if persistence == "t" {
+			problem = "table " + t.String() + " is TEMPORARY: PostgreSQL writes none of its changes to the WAL and it vanishes with its session, so logical replication cannot stream it. " +
+				"Fix: replicate a permanent table instead, or remove it from the configured tables"
+		}
+		problems = append(problems, TableProblem{Table: t, Problem: problem})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: checking the persistence of the configured tables: %w", err)
+	}
+	return problems, nil
+}
+
+// CheckPersistence refuses UNLOGGED and TEMPORARY tables among tables
+// (PersistenceProblems), before the publication is touched.
+func CheckPersistence(ctx context.Context, q Querier, tables []ident.Table) error {
+	problems, err := PersistenceProblems(ctx, q, tables)
+	if err != nil || len(problems) == 0 {
+		return err
+	}
+	texts := make([]string, len(problems))
+	for i, p := range problems {
+		texts[i] = p.Problem
+	}
+	return Misconfiguredf("config: %s", strings.Join(texts, "; "))
 }
 
 // regclassTexts renders tables as regclass text (nil stays nil: all tables).

@@ -93,7 +93,10 @@ func (c *checker) checkTable(ctx context.Context, id ident.Table) {
 		err = pg.CheckPartitioned(ctx, c.pg, []ident.Table{id})
 	}
 	if err == nil {
-		var problems []pg.IdentityProblem
+		err = pg.CheckPersistence(ctx, c.pg, []ident.Table{id})
+	}
+	if err == nil {
+		var problems []pg.TableProblem
 		if problems, err = pg.IdentityProblems(ctx, c.pg, []ident.Table{id}); err == nil && len(problems) > 0 {
 			err = fault.Fatalf("%s; %s", problems[0].Problem, pg.IdentityConsequence)
 		}
