@@ -194,6 +194,9 @@ func TestCheckBlockers(t *testing.T) {
 			"table public.flags", []string{`key column "flag"`, "column type boolean cannot be a DynamoDB key attribute"}},
 		{"key column not a column", `CREATE TABLE present (id int PRIMARY KEY)`, []config.Table{{Source: "present", KeyColumns: []string{"nope"}}},
 			"table public.present", []string{`key_columns of public.present names "nope", which is not a column`}},
+		{"unlogged", `CREATE TABLE present (id int PRIMARY KEY); CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY, v text)`,
+			[]config.Table{{Source: "present"}, {Source: "scratch"}}, "table public.scratch",
+			[]string{"table public.scratch is UNLOGGED", "none of its changes to the WAL", "ALTER TABLE public.scratch SET LOGGED"}},
 		{"partitioned parent", `CREATE TABLE m (id int, r text, PRIMARY KEY (r, id)) PARTITION BY LIST (r); CREATE TABLE m_eu PARTITION OF m FOR VALUES IN ('eu')`,
 			[]config.Table{{Source: "m"}}, "table public.m", []string{"table public.m is partitioned", "public.m_eu"}},
 	}
@@ -213,6 +216,20 @@ func TestCheckBlockers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCheckUnloggedAllTables: with no tables configured (every table of a FOR ALL TABLES
+// publication is replicated), an UNLOGGED table is not a blocker, but check says that it
+// is left out and how to include it.
+func TestCheckUnloggedAllTables(t *testing.T) {
+	f := newCLIFixture(t, `CREATE TABLE present (id int PRIMARY KEY); CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY)`,
+		func(c *config.Config) { c.Tables = nil })
+	r := f.tandem("check")
+	if r.code != exitOK {
+		t.Errorf("exit %d, want %d", r.code, exitOK)
+	}
+	wantFinding(t, r, "WARN", "unlogged tables", "FOR ALL TABLES leaves out the UNLOGGED table(s) public.scratch", "SET LOGGED")
+	wantFinding(t, r, "OK", "table public.present", "key (id)")
 }
 
 // TestCheckNoReplicationRole: a role without REPLICATION is a blocker with the GRANT to

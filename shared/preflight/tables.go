@@ -76,6 +76,13 @@ func (c *checker) checkPublication(ctx context.Context) ([]ident.Table, bool) {
 		return nil, false
 	}
 	c.r.add(OK, subject, msg)
+	if len(configured) == 0 && (!pub.Exists || pub.AllTables) {
+		// Not a blocker: nothing asked for them, but nothing else would say they are left out.
+		if unlogged, err := pg.UnloggedTables(ctx, c.pg); err == nil && len(unlogged) > 0 {
+			c.r.add(Warn, "unlogged tables", "FOR ALL TABLES leaves out the UNLOGGED table(s) "+names(unlogged)+
+				": their changes are not in the WAL, so they are not replicated; ALTER TABLE ... SET LOGGED the ones to replicate")
+		}
+	}
 	return tables, true
 }
 
