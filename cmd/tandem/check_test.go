@@ -253,6 +253,42 @@ func TestCheckNoReplicationRole(t *testing.T) {
 	}
 }
 
+// TestCheckNotOwner: a role that owns none of the tables cannot create the publication
+// plan would create (only a table's owner may publish it, FOR ALL TABLES only a
+// superuser): a blocker naming the tables, their owner and the fix, while the tables
+// themselves are still checked.
+func TestCheckNotOwner(t *testing.T) {
+	f := newCLIFixture(t, `CREATE TABLE present (id int PRIMARY KEY)`, func(c *config.Config) { c.Tables = []config.Table{{Source: "present"}} })
+	role := "notowner_" + f.name
+	f.exec(`CREATE ROLE ` + role + ` LOGIN PASSWORD 'pw' REPLICATION`)
+	t.Cleanup(func() {
+		_, _ = f.src.Exec(context.Background(), "DROP OWNED BY "+role)
+		_, _ = f.src.Exec(context.Background(), "DROP ROLE "+role)
+	})
+	f.exec(`GRANT CREATE ON DATABASE ` + f.name + ` TO ` + role)
+	f.exec(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ` + role)
+	u, _ := url.Parse(f.url)
+	u.User = url.UserPassword(role, "pw")
+	f.cfg.PostgresURL = u.String()
+	f.writeConfig()
+	r := f.tandem("check")
+	if r.code != exitProblem {
+		t.Errorf("exit %d, want %d", r.code, exitProblem)
+	}
+	wantFinding(t, r, "FAIL", "publication "+f.cfg.Publication, `role "`+role+`" may not publish table(s) public.present (owner `,
+		"only a table's owner may add it to a publication", `CREATE PUBLICATION "`+f.cfg.Publication+`" FOR TABLE "public"."present"`, "run Tandem as the tables' owner")
+	wantFinding(t, r, "OK", "table public.present", "key (id)")
+
+	f.cfg.Tables = nil
+	f.writeConfig()
+	r = f.tandem("check")
+	if r.code != exitProblem {
+		t.Errorf("no tables configured: exit %d, want %d", r.code, exitProblem)
+	}
+	wantFinding(t, r, "FAIL", "publication "+f.cfg.Publication, "FOR ALL TABLES needs a superuser", "configure the tables to replicate")
+	wantFinding(t, r, "OK", "table public.present", "key (id)")
+}
+
 // TestCheckUnreachable: a database that does not answer and an unreachable DynamoDB are
 // blockers (not a crash, not a hang), the password redacted.
 func TestCheckUnreachable(t *testing.T) {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"tandem/shared/ident"
 )
@@ -85,8 +87,11 @@ func EnsurePublication(ctx context.Context, q Querier, name string, tables []ide
 		if len(tables) > 0 {
 			sql = "CREATE PUBLICATION " + pub + " FOR TABLE " + sqlList(tables)
 		}
+		if err := CheckPublicationPrivilege(ctx, q, name, true, tables); err != nil {
+			return err
+		}
 		if _, err := q.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("postgres: creating publication %s (%s): %w", name, sql, err)
+			return privilegeError(fmt.Errorf("postgres: creating publication %s (%s): %w", name, sql, err), name)
 		}
 		return nil
 	}
@@ -108,11 +113,104 @@ func EnsurePublication(ctx context.Context, q Querier, name string, tables []ide
 		if err := checkIdentity(ctx, q, name, missing); err != nil {
 			return err
 		}
+		if err := CheckPublicationPrivilege(ctx, q, name, false, missing); err != nil {
+			return err
+		}
 		if _, err := q.Exec(ctx, "ALTER PUBLICATION "+pub+" ADD TABLE "+sqlList(missing)); err != nil {
-			return fmt.Errorf("postgres: adding %s to publication %s: %w", textList(missing), name, err)
+			return privilegeError(fmt.Errorf("postgres: adding %s to publication %s: %w", textList(missing), name, err), name)
 		}
 	}
 	return nil
+}
+
+// CheckPublicationPrivilege refuses, with the fix, publication DDL the connected role may
+// not run: PostgreSQL would answer 42501 (insufficient privilege), which no retry
+// changes. create says the publication is to be created, FOR TABLE tables or (none) FOR
+// ALL TABLES; otherwise tables are to be added to the existing publication name. CREATE
+// PUBLICATION needs CREATE on the database, FOR ALL TABLES a superuser, and adding a table
+// (at creation or later) owning it; ALTER PUBLICATION needs owning the publication.
+func CheckPublicationPrivilege(ctx context.Context, q Querier, name string, create bool, tables []ident.Table) error {
+	var user, database string
+	var super, canCreate bool
+	err := q.QueryRow(ctx, `
+		SELECT current_user, current_database(), r.rolsuper, has_database_privilege(current_database(), 'CREATE')
+		FROM pg_roles r WHERE r.rolname = current_user`).Scan(&user, &database, &super, &canCreate)
+	if err != nil {
+		return fmt.Errorf("postgres: reading role attributes: %w", err)
+	}
+	if super {
+		return nil
+	}
+	pub := ident.Quote(name)
+	// What the owner (or a superuser) would run instead; Tandem then uses that publication
+	// as it is and never alters it.
+	ddl := "CREATE PUBLICATION " + pub + " FOR ALL TABLES"
+	if !create {
+		ddl = "ALTER PUBLICATION " + pub + " ADD TABLE " + sqlList(tables)
+	} else if len(tables) > 0 {
+		ddl = "CREATE PUBLICATION " + pub + " FOR TABLE " + sqlList(tables)
+	}
+	switch {
+	case create && len(tables) == 0:
+		return Misconfiguredf("postgres: role %q may not create publication %s: CREATE PUBLICATION ... FOR ALL TABLES needs a superuser. Fix: have a superuser run %s (Tandem then uses it as it is), or configure the tables to replicate (the role must own them)",
+			user, name, ddl)
+	case create && !canCreate:
+		return Misconfiguredf("postgres: role %q may not create publication %s: it lacks the CREATE privilege on database %s. Fix: GRANT CREATE ON DATABASE %s TO %s, or have the tables' owner run %s (Tandem then uses it as it is)",
+			user, name, database, ident.Quote(database), ident.Quote(user), ddl)
+	}
+	if !create {
+		var owns bool
+		var owner string
+		err := q.QueryRow(ctx, "SELECT pg_has_role(pubowner, 'USAGE'), pg_get_userbyid(pubowner) FROM pg_publication WHERE pubname = $1", name).Scan(&owns, &owner)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("postgres: reading publication %s: %w", name, err)
+		}
+		if err == nil && !owns {
+			return Misconfiguredf("postgres: role %q may not alter publication %s, owned by %s, to add table(s) %s. Fix: have %s run %s, or run Tandem as %s",
+				user, name, owner, textList(tables), owner, ddl, owner)
+		}
+	}
+	rows, err := q.Query(ctx, `
+		SELECT n.nspname, c.relname, pg_get_userbyid(c.relowner)
+		FROM unnest($1::text[]) u(name) JOIN pg_class c ON c.oid = to_regclass(u.name)
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE NOT pg_has_role(c.relowner, 'USAGE') ORDER BY 1, 2`, regclassTexts(tables))
+	if err != nil {
+		return fmt.Errorf("postgres: reading the owners of the tables to publish: %w", err)
+	}
+	var notOwned, owners []string
+	for rows.Next() {
+		var t ident.Table
+		var owner string
+		if err := rows.Scan(&t.Schema, &t.Name, &owner); err != nil {
+			rows.Close()
+			return fmt.Errorf("postgres: reading the owners of the tables to publish: %w", err)
+		}
+		notOwned = append(notOwned, t.String()+" (owner "+owner+")")
+		if !slices.Contains(owners, owner) {
+			owners = append(owners, owner)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("postgres: reading the owners of the tables to publish: %w", err)
+	}
+	if len(notOwned) == 0 {
+		return nil
+	}
+	return Misconfiguredf("postgres: role %q may not publish table(s) %s in publication %s: only a table's owner may add it to a publication. Fix: have the owner (%s) or a superuser run %s (Tandem then uses that publication as it is), or run Tandem as the tables' owner",
+		user, strings.Join(notOwned, ", "), name, strings.Join(owners, ", "), ddl)
+}
+
+// privilegeError turns PostgreSQL's insufficient privilege (42501) on publication DDL
+// into a refusal with the fix: retrying cannot grant it. Other errors are returned as
+// they are.
+func privilegeError(err error, publication string) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+		return err
+	}
+	return Misconfiguredf("%v: retrying cannot help; the publication's DDL needs the tables' owner (and CREATE on the database, FOR ALL TABLES a superuser). Fix: have the tables' owner or a superuser create publication %s (Tandem then uses it as it is), or run Tandem as the tables' owner",
+		err, publication)
 }
 
 // checkIdentity refuses to publish tables whose rows the WAL cannot identify: once such a

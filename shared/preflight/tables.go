@@ -32,13 +32,17 @@ func (c *checker) checkPublication(ctx context.Context) ([]ident.Table, bool) {
 	subject := "publication " + name
 	configured := c.cfg.SourceTables()
 	pub, owned, err := c.env.CheckPublication(ctx, c.control)
-	if err != nil {
+	refused := err != nil
+	if refused {
 		c.r.add(Fail, subject, err.Error())
 		if !fault.IsFatal(err) {
 			return nil, false
 		}
-		// Refused for missing tables: the tables themselves are still worth checking.
-		return configured, true
+		// Refused (tables it lacks, DDL the role may not run): the tables themselves are
+		// still worth checking.
+		if len(configured) > 0 {
+			return configured, true
+		}
 	}
 	var tables []ident.Table
 	switch {
@@ -54,6 +58,9 @@ func (c *checker) checkPublication(ctx context.Context) ([]ident.Table, bool) {
 			c.r.add(Fail, subject, err.Error())
 			return nil, false
 		}
+	}
+	if refused {
+		return tables, true
 	}
 	var msg string
 	switch {
