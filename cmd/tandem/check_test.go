@@ -307,6 +307,24 @@ func TestCheckUnreachable(t *testing.T) {
 	}
 }
 
+// TestCheckMissingTarget: with create_tables false, a target that does not exist is a
+// blocker saying what plan says: create it with the key schema, or set create_tables;
+// without DynamoDB (--no-dynamodb) check cannot see it and says it must exist.
+func TestCheckMissingTarget(t *testing.T) {
+	f := newCLIFixture(t, `CREATE TABLE orders (id int PRIMARY KEY, v text)`, func(c *config.Config) { c.CreateTables = aws.Bool(false) })
+	r := f.tandem("check")
+	if r.code != exitProblem {
+		t.Errorf("exit %d, want %d", r.code, exitProblem)
+	}
+	wantFinding(t, r, "FAIL", "table public.orders", "its target table "+f.name+"_orders does not exist, and create_tables is false",
+		"create "+f.name+"_orders with key schema (id N HASH), or set create_tables to true")
+	r = f.tandem("check", "--no-dynamodb")
+	if r.code != exitOK {
+		t.Errorf("--no-dynamodb: exit %d, want %d", r.code, exitOK)
+	}
+	wantFinding(t, r, "OK", "table public.orders", "target "+f.name+"_orders: must exist (create_tables is false)")
+}
+
 // TestCheckTargetKeySchema: an existing target table keyed otherwise than the table's
 // key is a blocker naming both key schemas; one that matches passes.
 func TestCheckTargetKeySchema(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/jackc/pgx/v5"
@@ -156,6 +157,23 @@ func TestBadInput(t *testing.T) {
 		f.exec("CREATE PUBLICATION " + pgx.Identifier{f.cfg.Publication}.Sanitize() + " FOR TABLE items")
 		if _, err := f.envFor(u.String()).Plan(f.ctx, pipeline.PlanInput{}); err != nil {
 			t.Errorf("plan with the owner's publication: %v", err)
+		}
+	})
+
+	t.Run("create_tables false and no target", func(t *testing.T) {
+		// Nothing would create the target: plan refuses at once, naming the table, the
+		// target and the fix, instead of the snapshot failing on its first write.
+		f := newFixture(t, "CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items VALUES (1, 'a')", func(c *config.Config) {
+			c.CreateTables = aws.Bool(false)
+		})
+		_, err := f.env.Plan(f.ctx, pipeline.PlanInput{})
+		wantErr(t, "plan", err, "table public.items: its target table "+f.cfg.TablePrefix+"items does not exist", "create_tables is false",
+			"create "+f.cfg.TablePrefix+"items with key schema (id N HASH), or set create_tables to true")
+		if c := fault.Classify(err); c != fault.Fatal {
+			t.Errorf("plan's error is %s, want fatal", c)
+		}
+		if recorded, err := f.env.Control.Tables(f.ctx); err != nil || len(recorded) != 0 {
+			t.Errorf("a refused plan recorded %d table(s) (%v)", len(recorded), err)
 		}
 	})
 

@@ -136,7 +136,7 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 			}
 		}
 		// After Drift, whose refusal of a changed key says more than a key schema mismatch.
-		if _, err := target.CheckKeySchema(ctx, e.DB, t); fault.IsFatal(err) {
+		if _, err := target.CheckTarget(ctx, e.DB, t, *cfg.CreateTables); fault.IsFatal(err) {
 			problems = append(problems, err)
 			continue
 		} else if err != nil {

@@ -151,16 +151,13 @@ func (c *checker) checkTable(ctx context.Context, id ident.Table) {
 		}
 	}
 	if c.dbOK {
-		exists, err := target.CheckKeySchema(ctx, c.db, t)
+		exists, err := target.CheckTarget(ctx, c.db, t, *c.cfg.CreateTables)
 		if err != nil {
 			c.r.add(Fail, subject, err.Error())
 			return
 		}
 		if exists {
 			targetNote = "target " + t.Target + " exists with the matching key schema"
-		} else if !*c.cfg.CreateTables {
-			c.r.add(Fail, subject, "target table "+t.Target+" does not exist and create_tables is false: create it or set create_tables")
-			return
 		}
 	}
 	c.r.add(OK, subject, fmt.Sprintf("key (%s), replica identity %s; %d columns, all mappable; %s; %s",
