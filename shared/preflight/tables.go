@@ -94,9 +94,11 @@ func (c *checker) checkPublication(ctx context.Context) ([]ident.Table, bool) {
 }
 
 // checkTable runs, for one table, the checks plan runs: it exists, it is not a partitioned
-// parent, the WAL can identify its rows, it validates (a usable key covered by the replica
-// identity, no reserved column names, key types DynamoDB accepts), its existing target's
-// key schema matches, and its recorded key and target agree with the configuration.
+// parent, its changes are in the WAL (not UNLOGGED), the WAL can identify its rows, it
+// validates (a usable key covered by the replica identity, no reserved column names, key
+// types DynamoDB accepts), its existing target's key schema matches (or, with
+// create_tables false, it exists), and its recorded key and target agree with the
+// configuration.
 func (c *checker) checkTable(ctx context.Context, id ident.Table) {
 	subject := "table " + id.String()
 	missing, err := pg.MissingTables(ctx, c.pg, []ident.Table{id})
