@@ -194,6 +194,9 @@ func TestCheckBlockers(t *testing.T) {
 			"table public.flags", []string{`key column "flag"`, "column type boolean cannot be a DynamoDB key attribute"}},
 		{"key column not a column", `CREATE TABLE present (id int PRIMARY KEY)`, []config.Table{{Source: "present", KeyColumns: []string{"nope"}}},
 			"table public.present", []string{`key_columns of public.present names "nope", which is not a column`}},
+		{"unlogged", `CREATE TABLE present (id int PRIMARY KEY); CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY, v text)`,
+			[]config.Table{{Source: "present"}, {Source: "scratch"}}, "table public.scratch",
+			[]string{"table public.scratch is UNLOGGED", "none of its changes to the WAL", "ALTER TABLE public.scratch SET LOGGED"}},
 		{"partitioned parent", `CREATE TABLE m (id int, r text, PRIMARY KEY (r, id)) PARTITION BY LIST (r); CREATE TABLE m_eu PARTITION OF m FOR VALUES IN ('eu')`,
 			[]config.Table{{Source: "m"}}, "table public.m", []string{"table public.m is partitioned", "public.m_eu"}},
 	}
@@ -213,6 +216,20 @@ func TestCheckBlockers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCheckUnloggedAllTables: with no tables configured (every table of a FOR ALL TABLES
+// publication is replicated), an UNLOGGED table is not a blocker, but check says that it
+// is left out and how to include it.
+func TestCheckUnloggedAllTables(t *testing.T) {
+	f := newCLIFixture(t, `CREATE TABLE present (id int PRIMARY KEY); CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY)`,
+		func(c *config.Config) { c.Tables = nil })
+	r := f.tandem("check")
+	if r.code != exitOK {
+		t.Errorf("exit %d, want %d", r.code, exitOK)
+	}
+	wantFinding(t, r, "WARN", "unlogged tables", "FOR ALL TABLES leaves out the UNLOGGED table(s) public.scratch", "SET LOGGED")
+	wantFinding(t, r, "OK", "table public.present", "key (id)")
 }
 
 // TestCheckNoReplicationRole: a role without REPLICATION is a blocker with the GRANT to
@@ -236,6 +253,42 @@ func TestCheckNoReplicationRole(t *testing.T) {
 	}
 }
 
+// TestCheckNotOwner: a role that owns none of the tables cannot create the publication
+// plan would create (only a table's owner may publish it, FOR ALL TABLES only a
+// superuser): a blocker naming the tables, their owner and the fix, while the tables
+// themselves are still checked.
+func TestCheckNotOwner(t *testing.T) {
+	f := newCLIFixture(t, `CREATE TABLE present (id int PRIMARY KEY)`, func(c *config.Config) { c.Tables = []config.Table{{Source: "present"}} })
+	role := "notowner_" + f.name
+	f.exec(`CREATE ROLE ` + role + ` LOGIN PASSWORD 'pw' REPLICATION`)
+	t.Cleanup(func() {
+		_, _ = f.src.Exec(context.Background(), "DROP OWNED BY "+role)
+		_, _ = f.src.Exec(context.Background(), "DROP ROLE "+role)
+	})
+	f.exec(`GRANT CREATE ON DATABASE ` + f.name + ` TO ` + role)
+	f.exec(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ` + role)
+	u, _ := url.Parse(f.url)
+	u.User = url.UserPassword(role, "pw")
+	f.cfg.PostgresURL = u.String()
+	f.writeConfig()
+	r := f.tandem("check")
+	if r.code != exitProblem {
+		t.Errorf("exit %d, want %d", r.code, exitProblem)
+	}
+	wantFinding(t, r, "FAIL", "publication "+f.cfg.Publication, `role "`+role+`" may not publish table(s) public.present (owner `,
+		"only a table's owner may add it to a publication", `CREATE PUBLICATION "`+f.cfg.Publication+`" FOR TABLE "public"."present"`, "run Tandem as the tables' owner")
+	wantFinding(t, r, "OK", "table public.present", "key (id)")
+
+	f.cfg.Tables = nil
+	f.writeConfig()
+	r = f.tandem("check")
+	if r.code != exitProblem {
+		t.Errorf("no tables configured: exit %d, want %d", r.code, exitProblem)
+	}
+	wantFinding(t, r, "FAIL", "publication "+f.cfg.Publication, "FOR ALL TABLES needs a superuser", "configure the tables to replicate")
+	wantFinding(t, r, "OK", "table public.present", "key (id)")
+}
+
 // TestCheckUnreachable: a database that does not answer and an unreachable DynamoDB are
 // blockers (not a crash, not a hang), the password redacted.
 func TestCheckUnreachable(t *testing.T) {
@@ -252,6 +305,24 @@ func TestCheckUnreachable(t *testing.T) {
 	if strings.Contains(r.stdout+r.stderr, "hunter2-pw") {
 		t.Errorf("the password is printed")
 	}
+}
+
+// TestCheckMissingTarget: with create_tables false, a target that does not exist is a
+// blocker saying what plan says: create it with the key schema, or set create_tables;
+// without DynamoDB (--no-dynamodb) check cannot see it and says it must exist.
+func TestCheckMissingTarget(t *testing.T) {
+	f := newCLIFixture(t, `CREATE TABLE orders (id int PRIMARY KEY, v text)`, func(c *config.Config) { c.CreateTables = aws.Bool(false) })
+	r := f.tandem("check")
+	if r.code != exitProblem {
+		t.Errorf("exit %d, want %d", r.code, exitProblem)
+	}
+	wantFinding(t, r, "FAIL", "table public.orders", "its target table "+f.name+"_orders does not exist, and create_tables is false",
+		"create "+f.name+"_orders with key schema (id N HASH), or set create_tables to true")
+	r = f.tandem("check", "--no-dynamodb")
+	if r.code != exitOK {
+		t.Errorf("--no-dynamodb: exit %d, want %d", r.code, exitOK)
+	}
+	wantFinding(t, r, "OK", "table public.orders", "target "+f.name+"_orders: must exist (create_tables is false)")
 }
 
 // TestCheckTargetKeySchema: an existing target table keyed otherwise than the table's

@@ -139,7 +139,16 @@ func TestMakeUpStopsOnCheck(t *testing.T) {
 // table_prefix (the deployment's default applies).
 func makeConfig(t *testing.T, f *cliFixture, tables ...string) string {
 	t.Helper()
+	return makeConfigWith(t, f, nil, tables...)
+}
+
+// makeConfigWith is makeConfig with further settings.
+func makeConfigWith(t *testing.T, f *cliFixture, settings map[string]any, tables ...string) string {
+	t.Helper()
 	c := map[string]any{"slot": f.cfg.Slot, "publication": f.cfg.Publication}
+	for k, v := range settings {
+		c[k] = v
+	}
 	var ts []map[string]string
 	for _, source := range tables {
 		ts = append(ts, map[string]string{"source": source})
@@ -177,23 +186,23 @@ func wantStopped(t *testing.T, root string) {
 	}
 }
 
-// TestMakeUpFailsWithPlanError: through make up itself, a table tandem check accepts but
-// plan refuses: an UNLOGGED table, which PostgreSQL will not add to a publication (its
-// changes are not in the WAL). Check does not look at persistence, so make up gets past
-// it, and must then fail with plan's message rather than report the stack up. (Should
-// check learn to refuse unlogged tables, this test needs another such input.)
+// TestMakeUpFailsWithPlanError: through make up itself, an input that the check make up
+// runs first (--no-dynamodb --deployment: the stand-in's DynamoDB does not exist yet)
+// cannot see but plan refuses: a CONFIG with create_tables false, whose target is missing
+// from the stand-in's fresh DynamoDB. Check says the target must exist, make up gets past
+// it, and must then fail with plan's message rather than report the stack up.
 func TestMakeUpFailsWithPlanError(t *testing.T) {
-	f := newCLIFixture(t, `CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY, v text)`, nil)
+	f := newCLIFixture(t, `CREATE TABLE items (id int PRIMARY KEY, v text)`, nil)
 	root := makeRoot(t)
 	makeDown(t, root)
 	out, code := runCmd(t, 5*time.Minute, root, nil, "make", "--no-print-directory", "up", "PG_URL="+f.url,
-		"CONFIG="+makeConfig(t, f, "public.scratch"))
+		"CONFIG="+makeConfigWith(t, f, map[string]any{"create_tables": false}, "public.items"))
 	if code == 0 {
-		t.Errorf("make up with a table plan refuses: exit 0")
+		t.Errorf("make up with a target plan refuses: exit 0")
 	}
-	for _, want := range []string{"OK   table public.scratch", "No blockers",
-		"up: the plan failed (execution FAILED)", `cannot add relation "scratch" to publication`,
-		"make up failed (log: .standin/up.log)"} {
+	for _, want := range []string{"OK   table public.items", "must exist (create_tables is false)", "No blockers",
+		"up: the plan failed (execution FAILED)", "table public.items: its target table ", "does not exist, and create_tables is false",
+		"or set create_tables to true", "make up failed (log: .standin/up.log)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("make up's output lacks %q", want)
 		}

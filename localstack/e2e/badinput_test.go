@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/jackc/pgx/v5"
@@ -15,6 +16,7 @@ import (
 	"tandem/localstack/testenv"
 	"tandem/shared/config"
 	"tandem/shared/control"
+	"tandem/shared/fault"
 	"tandem/shared/pg"
 	"tandem/shared/pipeline"
 	"tandem/shared/precedence"
@@ -118,6 +120,61 @@ func TestBadInput(t *testing.T) {
 		_, err = f.envFor(u.String()).Plan(f.ctx, pipeline.PlanInput{})
 		wantErr(t, "plan", err, "REPLICATION", role, "ALTER ROLE")
 		f.assertNoSlot() // it failed before creating anything
+	})
+
+	t.Run("role that does not own the tables", func(t *testing.T) {
+		// Only a table's owner (or a superuser) may publish it: PostgreSQL answers 42501,
+		// which no retry changes, so plan fails at once with the fix instead of being
+		// retried by the state machine for many minutes.
+		f := newFixture(t, "CREATE TABLE items (id int PRIMARY KEY, v text)", func(c *config.Config) {
+			c.Tables = []config.Table{{Source: "public.items"}}
+		})
+		role := f.name + "_notowner"
+		r := pgx.Identifier{role}.Sanitize()
+		f.exec("CREATE ROLE " + r + " LOGIN NOSUPERUSER REPLICATION")
+		t.Cleanup(func() {
+			ctx := context.Background()
+			_, _ = f.src.Exec(ctx, "DROP OWNED BY "+r)
+			_, _ = f.src.Exec(ctx, "DROP ROLE "+r)
+		})
+		f.exec("GRANT CONNECT, CREATE ON DATABASE " + pgx.Identifier{f.name}.Sanitize() + " TO " + r)
+		f.exec("GRANT USAGE ON SCHEMA public TO " + r)
+		f.exec("GRANT SELECT ON ALL TABLES IN SCHEMA public TO " + r)
+		u, err := url.Parse(f.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.User = url.User(role)
+		_, err = f.envFor(u.String()).Plan(f.ctx, pipeline.PlanInput{})
+		wantErr(t, "plan", err, `role "`+role+`" may not publish table(s) public.items (owner `, "publication "+f.cfg.Publication,
+			"only a table's owner", `CREATE PUBLICATION "`+f.cfg.Publication+`" FOR TABLE "public"."items"`, "run Tandem as the tables' owner")
+		if c := fault.Classify(err); c != fault.Fatal {
+			t.Errorf("plan's error is %s, want fatal (not retried)", c)
+		}
+		f.assertNoSlot() // refused before anything was created
+
+		// Once the owner creates the publication, the role's plan uses it as it is.
+		f.exec("CREATE PUBLICATION " + pgx.Identifier{f.cfg.Publication}.Sanitize() + " FOR TABLE items")
+		if _, err := f.envFor(u.String()).Plan(f.ctx, pipeline.PlanInput{}); err != nil {
+			t.Errorf("plan with the owner's publication: %v", err)
+		}
+	})
+
+	t.Run("create_tables false and no target", func(t *testing.T) {
+		// Nothing would create the target: plan refuses at once, naming the table, the
+		// target and the fix, instead of the snapshot failing on its first write.
+		f := newFixture(t, "CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items VALUES (1, 'a')", func(c *config.Config) {
+			c.CreateTables = aws.Bool(false)
+		})
+		_, err := f.env.Plan(f.ctx, pipeline.PlanInput{})
+		wantErr(t, "plan", err, "table public.items: its target table "+f.cfg.TablePrefix+"items does not exist", "create_tables is false",
+			"create "+f.cfg.TablePrefix+"items with key schema (id N HASH), or set create_tables to true")
+		if c := fault.Classify(err); c != fault.Fatal {
+			t.Errorf("plan's error is %s, want fatal", c)
+		}
+		if recorded, err := f.env.Control.Tables(f.ctx); err != nil || len(recorded) != 0 {
+			t.Errorf("a refused plan recorded %d table(s) (%v)", len(recorded), err)
+		}
 	})
 
 	for _, col := range []string{"__lsn", "__src"} {

@@ -314,3 +314,47 @@ func TestShapePartitioned(t *testing.T) {
 		wantErr(t, "plan", err, "public.m is partitioned", "publish_via_partition_root = true", "TRUNCATE of a partition", "publish_via_partition_root = false")
 	})
 }
+
+// TestShapeUnlogged: an UNLOGGED table's changes are not in the WAL, so it cannot be
+// streamed. Configured, plan refuses it by name with the fix before it creates the
+// publication, also when a FOR ALL TABLES publication exists (which would leave it out
+// without a word). A replicated table switched to UNLOGGED while streaming (PostgreSQL
+// allows it in a FOR ALL TABLES publication, which then drops it) is marked failed with
+// the reason, not removed or left looking current.
+func TestShapeUnlogged(t *testing.T) {
+	f := newFixture(t, `
+		CREATE TABLE normal (id int PRIMARY KEY, v text);
+		CREATE TABLE later (id int PRIMARY KEY, v text);
+		CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY, v text);
+		INSERT INTO normal SELECT g, 'n' || g FROM generate_series(1, 20) g;
+		INSERT INTO later SELECT g, 'l' || g FROM generate_series(1, 20) g;`,
+		func(c *config.Config) {
+			c.Tables = []config.Table{{Source: "public.normal"}, {Source: "public.scratch"}}
+		})
+	_, err := f.env.Plan(f.ctx, pipeline.PlanInput{})
+	wantErr(t, "plan", err, "table public.scratch is UNLOGGED", "none of its changes to the WAL", "ALTER TABLE public.scratch SET LOGGED")
+	var pubs int
+	if err := f.src.QueryRow(f.ctx, "SELECT count(*) FROM pg_publication").Scan(&pubs); err != nil || pubs != 0 {
+		t.Errorf("a refused plan left %d publication(s) (%v)", pubs, err)
+	}
+
+	f.exec("CREATE PUBLICATION " + f.cfg.Publication + " FOR ALL TABLES")
+	_, err = f.env.Plan(f.ctx, pipeline.PlanInput{})
+	wantErr(t, "plan", err, "table public.scratch is UNLOGGED", "SET LOGGED")
+
+	f.cfg.Tables = []config.Table{{Source: "public.normal"}, {Source: "public.later"}}
+	f.plan()
+	f.startStreamer(nil)
+	f.snapshot("public.normal")
+	f.snapshot("public.later")
+	f.exec("ALTER TABLE later SET UNLOGGED")
+	f.exec("UPDATE later SET v = 'lost' WHERE id = 1")
+	eventually(t, "later marked failed", func() bool {
+		st, _, err := f.env.Control.Table(f.ctx, "public.later")
+		return err == nil && st.State == control.Failed && strings.Contains(st.Error, "table public.later is UNLOGGED") &&
+			strings.Contains(st.Error, "SET LOGGED")
+	})
+	f.exec("UPDATE normal SET v = 'streamed' WHERE id < 5")
+	f.waitCaughtUp()
+	f.assertConverged("public.normal")
+}

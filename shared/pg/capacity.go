@@ -87,6 +87,22 @@ func AllTables(ctx context.Context, q Querier) ([]ident.Table, error) {
 	})
 }
 
+// UnloggedTables lists the user's UNLOGGED tables: those AllTables, and so a FOR ALL
+// TABLES publication, leave out (PersistenceProblems says why).
+func UnloggedTables(ctx context.Context, q Querier) ([]ident.Table, error) {
+	rows, err := q.Query(ctx, `
+		SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind = 'r' AND c.relpersistence = 'u' AND c.oid >= 16384
+		  AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2`)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: listing unlogged tables: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ident.Table, error) {
+		var t ident.Table
+		return t, r.Scan(&t.Schema, &t.Name)
+	})
+}
+
 // TLS describes the encryption of the current connection (pg_stat_ssl).
 type TLS struct {
 	Encrypted       bool

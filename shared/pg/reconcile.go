@@ -50,7 +50,7 @@ func DropFromPublication(ctx context.Context, q Querier, name string, tables []i
 	}
 	sql := "ALTER PUBLICATION " + ident.Quote(name) + " DROP TABLE " + sqlList(tables)
 	if _, err := q.Exec(ctx, sql); err != nil {
-		return fmt.Errorf("postgres: removing %s from publication %s: %w", textList(tables), name, err)
+		return privilegeError(fmt.Errorf("postgres: removing %s from publication %s: %w", textList(tables), name, err), name)
 	}
 	return nil
 }

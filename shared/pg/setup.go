@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"tandem/shared/ident"
 )
@@ -73,6 +75,9 @@ func EnsurePublication(ctx context.Context, q Querier, name string, tables []ide
 	if err := CheckPartitioned(ctx, q, tables); err != nil {
 		return err
 	}
+	if err := CheckPersistence(ctx, q, tables); err != nil {
+		return err
+	}
 	pub := ident.Quote(name)
 	if !exists {
 		if err := checkIdentity(ctx, q, name, tables); err != nil {
@@ -82,8 +87,11 @@ func EnsurePublication(ctx context.Context, q Querier, name string, tables []ide
 		if len(tables) > 0 {
 			sql = "CREATE PUBLICATION " + pub + " FOR TABLE " + sqlList(tables)
 		}
+		if err := CheckPublicationPrivilege(ctx, q, name, true, tables); err != nil {
+			return err
+		}
 		if _, err := q.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("postgres: creating publication %s (%s): %w", name, sql, err)
+			return privilegeError(fmt.Errorf("postgres: creating publication %s (%s): %w", name, sql, err), name)
 		}
 		return nil
 	}
@@ -105,11 +113,104 @@ func EnsurePublication(ctx context.Context, q Querier, name string, tables []ide
 		if err := checkIdentity(ctx, q, name, missing); err != nil {
 			return err
 		}
+		if err := CheckPublicationPrivilege(ctx, q, name, false, missing); err != nil {
+			return err
+		}
 		if _, err := q.Exec(ctx, "ALTER PUBLICATION "+pub+" ADD TABLE "+sqlList(missing)); err != nil {
-			return fmt.Errorf("postgres: adding %s to publication %s: %w", textList(missing), name, err)
+			return privilegeError(fmt.Errorf("postgres: adding %s to publication %s: %w", textList(missing), name, err), name)
 		}
 	}
 	return nil
+}
+
+// CheckPublicationPrivilege refuses, with the fix, publication DDL the connected role may
+// not run: PostgreSQL would answer 42501 (insufficient privilege), which no retry
+// changes. create says the publication is to be created, FOR TABLE tables or (none) FOR
+// ALL TABLES; otherwise tables are to be added to the existing publication name. CREATE
+// PUBLICATION needs CREATE on the database, FOR ALL TABLES a superuser, and adding a table
+// (at creation or later) owning it; ALTER PUBLICATION needs owning the publication.
+func CheckPublicationPrivilege(ctx context.Context, q Querier, name string, create bool, tables []ident.Table) error {
+	var user, database string
+	var super, canCreate bool
+	err := q.QueryRow(ctx, `
+		SELECT current_user, current_database(), r.rolsuper, has_database_privilege(current_database(), 'CREATE')
+		FROM pg_roles r WHERE r.rolname = current_user`).Scan(&user, &database, &super, &canCreate)
+	if err != nil {
+		return fmt.Errorf("postgres: reading role attributes: %w", err)
+	}
+	if super {
+		return nil
+	}
+	pub := ident.Quote(name)
+	// What the owner (or a superuser) would run instead; Tandem then uses that publication
+	// as it is and never alters it.
+	ddl := "CREATE PUBLICATION " + pub + " FOR ALL TABLES"
+	if !create {
+		ddl = "ALTER PUBLICATION " + pub + " ADD TABLE " + sqlList(tables)
+	} else if len(tables) > 0 {
+		ddl = "CREATE PUBLICATION " + pub + " FOR TABLE " + sqlList(tables)
+	}
+	switch {
+	case create && len(tables) == 0:
+		return Misconfiguredf("postgres: role %q may not create publication %s: CREATE PUBLICATION ... FOR ALL TABLES needs a superuser. Fix: have a superuser run %s (Tandem then uses it as it is), or configure the tables to replicate (the role must own them)",
+			user, name, ddl)
+	case create && !canCreate:
+		return Misconfiguredf("postgres: role %q may not create publication %s: it lacks the CREATE privilege on database %s. Fix: GRANT CREATE ON DATABASE %s TO %s, or have the tables' owner run %s (Tandem then uses it as it is)",
+			user, name, database, ident.Quote(database), ident.Quote(user), ddl)
+	}
+	if !create {
+		var owns bool
+		var owner string
+		err := q.QueryRow(ctx, "SELECT pg_has_role(pubowner, 'USAGE'), pg_get_userbyid(pubowner) FROM pg_publication WHERE pubname = $1", name).Scan(&owns, &owner)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("postgres: reading publication %s: %w", name, err)
+		}
+		if err == nil && !owns {
+			return Misconfiguredf("postgres: role %q may not alter publication %s, owned by %s, to add table(s) %s. Fix: have %s run %s, or run Tandem as %s",
+				user, name, owner, textList(tables), owner, ddl, owner)
+		}
+	}
+	rows, err := q.Query(ctx, `
+		SELECT n.nspname, c.relname, pg_get_userbyid(c.relowner)
+		FROM unnest($1::text[]) u(name) JOIN pg_class c ON c.oid = to_regclass(u.name)
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE NOT pg_has_role(c.relowner, 'USAGE') ORDER BY 1, 2`, regclassTexts(tables))
+	if err != nil {
+		return fmt.Errorf("postgres: reading the owners of the tables to publish: %w", err)
+	}
+	var notOwned, owners []string
+	for rows.Next() {
+		var t ident.Table
+		var owner string
+		if err := rows.Scan(&t.Schema, &t.Name, &owner); err != nil {
+			rows.Close()
+			return fmt.Errorf("postgres: reading the owners of the tables to publish: %w", err)
+		}
+		notOwned = append(notOwned, t.String()+" (owner "+owner+")")
+		if !slices.Contains(owners, owner) {
+			owners = append(owners, owner)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("postgres: reading the owners of the tables to publish: %w", err)
+	}
+	if len(notOwned) == 0 {
+		return nil
+	}
+	return Misconfiguredf("postgres: role %q may not publish table(s) %s in publication %s: only a table's owner may add it to a publication. Fix: have the owner (%s) or a superuser run %s (Tandem then uses that publication as it is), or run Tandem as the tables' owner",
+		user, strings.Join(notOwned, ", "), name, strings.Join(owners, ", "), ddl)
+}
+
+// privilegeError turns PostgreSQL's insufficient privilege (42501) on publication DDL
+// into a refusal with the fix: retrying cannot grant it. Other errors are returned as
+// they are.
+func privilegeError(err error, publication string) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+		return err
+	}
+	return Misconfiguredf("%v: retrying cannot help; the publication's DDL needs the tables' owner (and CREATE on the database, FOR ALL TABLES a superuser). Fix: have the tables' owner or a superuser create publication %s (Tandem then uses it as it is), or run Tandem as the tables' owner",
+		err, publication)
 }
 
 // checkIdentity refuses to publish tables whose rows the WAL cannot identify: once such a
@@ -135,10 +236,11 @@ const IdentityConsequence = "once published, PostgreSQL would reject every UPDAT
 	"Fix each: add a primary key, or ALTER TABLE ... REPLICA IDENTITY FULL (or USING INDEX) and configure its key_columns, " +
 	"or list only the tables to replicate in the configured tables"
 
-// IdentityProblem is a table whose rows the WAL cannot identify (see checkIdentity).
-type IdentityProblem struct {
+// TableProblem is a table refused for its shape: one whose rows the WAL cannot identify
+// (IdentityProblems), or whose changes are not in the WAL at all (PersistenceProblems).
+type TableProblem struct {
 	Table ident.Table
-	// Problem names the table and the cause ("table public.t has a DEFERRABLE primary key ...").
+	// Problem names the table, the cause and the fix ("table public.t has a DEFERRABLE primary key ...").
 	Problem string
 }
 
@@ -146,7 +248,7 @@ type IdentityProblem struct {
 // included; none: every table FOR ALL TABLES publishes) that have no usable replica
 // identity: no primary key with REPLICA IDENTITY DEFAULT, a DEFERRABLE primary key
 // (whatever the identity: see below), a lost identity index, or REPLICA IDENTITY NOTHING.
-func IdentityProblems(ctx context.Context, q Querier, tables []ident.Table) ([]IdentityProblem, error) {
+func IdentityProblems(ctx context.Context, q Querier, tables []ident.Table) ([]TableProblem, error) {
 	rows, err := q.Query(ctx, `
 		SELECT n.nspname, c.relname, c.relreplident::text,
 		       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND NOT i.indimmediate)
@@ -165,7 +267,7 @@ func IdentityProblems(ctx context.Context, q Querier, tables []ident.Table) ([]I
 	if err != nil {
 		return nil, fmt.Errorf("postgres: checking the replica identity of the tables to publish: %w", err)
 	}
-	var problems []IdentityProblem
+	var problems []TableProblem
 	for rows.Next() {
 		var t ident.Table
 		var replident string
@@ -191,7 +293,7 @@ func IdentityProblems(ctx context.Context, q Querier, tables []ident.Table) ([]I
 		default:
 			problem = "table " + table + " has REPLICA IDENTITY NOTHING"
 		}
-		problems = append(problems, IdentityProblem{Table: t, Problem: problem})
+		problems = append(problems, TableProblem{Table: t, Problem: problem})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("postgres: checking the replica identity of the tables to publish: %w", err)
@@ -236,6 +338,61 @@ func CheckPartitioned(ctx context.Context, q Querier, tables []ident.Table) erro
 		return nil
 	}
 	return Misconfiguredf("config: %s", strings.Join(problems, "; "))
+}
+
+// PersistenceProblems lists the tables among tables (none: no table) that are UNLOGGED
+// or TEMPORARY. PostgreSQL writes none of their changes to the WAL, so logical
+// replication cannot stream them: CREATE and ALTER PUBLICATION refuse them by name, a FOR
+// ALL TABLES publication leaves them out without a word (an existing table may even be
+// switched to UNLOGGED while in it), and a snapshot of one would never be kept current.
+// This is the one rule for it: check, plan and the streamer all ask here.
+func PersistenceProblems(ctx context.Context, q Querier, tables []ident.Table) ([]TableProblem, error) {
+	if len(tables) == 0 {
+		return nil, nil
+	}
+	rows, err := q.Query(ctx, `
+		SELECT n.nspname, c.relname, c.relpersistence::text
+		FROM unnest($1::text[]) u(name) JOIN pg_class c ON c.oid = to_regclass(u.name)
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relpersistence <> 'p' ORDER BY 1, 2`, regclassTexts(tables))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: checking the persistence of the configured tables: %w", err)
+	}
+	var problems []TableProblem
+	for rows.Next() {
+		var t ident.Table
+		var persistence string
+		if err := rows.Scan(&t.Schema, &t.Name, &persistence); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("postgres: checking the persistence of the configured tables: %w", err)
+		}
+		problem := "table " + t.String() + " is UNLOGGED: PostgreSQL writes none of its changes to the WAL, so logical replication cannot stream them " +
+			"(no publication includes it, FOR ALL TABLES leaves it out) and its target would never be kept current. " +
+			"Fix: ALTER TABLE " + t.String() + " SET LOGGED, or remove it from the configured tables"
+		if persistence == "t" {
+			problem = "table " + t.String() + " is TEMPORARY: PostgreSQL writes none of its changes to the WAL and it vanishes with its session, so logical replication cannot stream it. " +
+				"Fix: replicate a permanent table instead, or remove it from the configured tables"
+		}
+		problems = append(problems, TableProblem{Table: t, Problem: problem})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: checking the persistence of the configured tables: %w", err)
+	}
+	return problems, nil
+}
+
+// CheckPersistence refuses UNLOGGED and TEMPORARY tables among tables
+// (PersistenceProblems), before the publication is touched.
+func CheckPersistence(ctx context.Context, q Querier, tables []ident.Table) error {
+	problems, err := PersistenceProblems(ctx, q, tables)
+	if err != nil || len(problems) == 0 {
+		return err
+	}
+	texts := make([]string, len(problems))
+	for i, p := range problems {
+		texts[i] = p.Problem
+	}
+	return Misconfiguredf("config: %s", strings.Join(texts, "; "))
 }
 
 // regclassTexts renders tables as regclass text (nil stays nil: all tables).

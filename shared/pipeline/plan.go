@@ -77,6 +77,11 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 	if err := e.CheckConfiguredTables(ctx, nil); err != nil {
 		return out, err
 	}
+	// Before the publication is touched: a FOR ALL TABLES one would leave an UNLOGGED
+	// table out without a word, and the table would simply never be planned.
+	if err := pg.CheckPersistence(ctx, e.PG, cfg.SourceTables()); err != nil {
+		return out, err
+	}
 	if err := e.Control.EnsureTable(ctx); err != nil {
 		return out, err
 	}
@@ -131,7 +136,7 @@ func (e *Env) Plan(ctx context.Context, in PlanInput) (PlanOutput, error) {
 			}
 		}
 		// After Drift, whose refusal of a changed key says more than a key schema mismatch.
-		if _, err := target.CheckKeySchema(ctx, e.DB, t); fault.IsFatal(err) {
+		if _, err := target.CheckTarget(ctx, e.DB, t, *cfg.CreateTables); fault.IsFatal(err) {
 			problems = append(problems, err)
 			continue
 		} else if err != nil {

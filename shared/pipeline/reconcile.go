@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"tandem/shared/control"
+	"tandem/shared/fault"
 	"tandem/shared/ident"
 	"tandem/shared/pg"
 	"tandem/shared/schema"
@@ -87,7 +88,8 @@ func (e *Env) EnsurePublication(ctx context.Context) error {
 }
 
 // CheckPublication reports, without changing anything, what EnsurePublication would
-// refuse: a publication the user created that lacks configured tables. owned says that
+// refuse: a publication the user created that lacks configured tables, or DDL on the
+// publication that the role may not run (it owns not every table to publish). owned says that
 // Tandem created the publication (so plan makes it follow the configured tables).
 // withControl false takes the control table as empty without reading it.
 func (e *Env) CheckPublication(ctx context.Context, withControl bool) (pub pg.Publication, owned bool, err error) {
@@ -105,6 +107,9 @@ type publication struct {
 	owned bool
 	// missing are the configured tables an existing publication (not FOR ALL TABLES) lacks.
 	missing []ident.Table
+	// denied is the refusal of the DDL Tandem would issue (creating the publication, or
+	// adding missing to the one it created) that the role may not run.
+	denied error
 }
 
 func (e *Env) publicationState(ctx context.Context, withControl bool) (publication, error) {
@@ -126,7 +131,10 @@ func (e *Env) publicationState(ctx context.Context, withControl bool) (publicati
 		}
 		p.owned = found && rec.CreatedByTandem && rec.Publication == name
 	}
-	if !p.pub.Exists || p.pub.AllTables || len(tables) == 0 {
+	if !p.pub.Exists {
+		return p, p.checkPrivilege(pg.CheckPublicationPrivilege(ctx, e.PG, name, true, tables))
+	}
+	if p.pub.AllTables || len(tables) == 0 {
 		return p, nil
 	}
 	members, err := pg.PublicationTables(ctx, e.PG, name)
@@ -134,12 +142,28 @@ func (e *Env) publicationState(ctx context.Context, withControl bool) (publicati
 		return p, err
 	}
 	p.missing = slices.DeleteFunc(slices.Clone(tables), func(t ident.Table) bool { return slices.Contains(members, t) })
+	if p.owned && len(p.missing) > 0 {
+		return p, p.checkPrivilege(pg.CheckPublicationPrivilege(ctx, e.PG, name, false, p.missing))
+	}
 	return p, nil
 }
 
-// refusal is the error of a publication the user created that lacks configured tables:
-// Tandem does not alter it.
+// checkPrivilege keeps a privilege refusal for refusal and returns other errors (reading
+// the catalog failed).
+func (p *publication) checkPrivilege(err error) error {
+	if fault.IsFatal(err) {
+		p.denied = err
+		return nil
+	}
+	return err
+}
+
+// refusal is the error of publication DDL the role may not run, or of a publication the
+// user created that lacks configured tables: Tandem does not alter it.
 func (p publication) refusal(name string) error {
+	if p.denied != nil {
+		return p.denied
+	}
 	if p.owned || len(p.missing) == 0 {
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"tandem/shared/control"
+	"tandem/shared/fault"
 	"tandem/shared/ident"
 	"tandem/shared/pg"
 	"tandem/shared/schema"
@@ -117,6 +118,12 @@ func (e *Env) planTables(ctx context.Context, in PlanInput) (PlanOutput, error) 
 				problems = append(problems, err)
 				continue
 			}
+		}
+		if _, err := target.CheckTarget(ctx, e.DB, t, *cfg.CreateTables); fault.IsFatal(err) {
+			problems = append(problems, err)
+			continue
+		} else if err != nil {
+			return out, err
 		}
 		tables = append(tables, planned{t, st, drift})
 	}

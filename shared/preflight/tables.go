@@ -32,13 +32,17 @@ func (c *checker) checkPublication(ctx context.Context) ([]ident.Table, bool) {
 	subject := "publication " + name
 	configured := c.cfg.SourceTables()
 	pub, owned, err := c.env.CheckPublication(ctx, c.control)
-	if err != nil {
+	refused := err != nil
+	if refused {
 		c.r.add(Fail, subject, err.Error())
 		if !fault.IsFatal(err) {
 			return nil, false
 		}
-		// Refused for missing tables: the tables themselves are still worth checking.
-		return configured, true
+		// Refused (tables it lacks, DDL the role may not run): the tables themselves are
+		// still worth checking.
+		if len(configured) > 0 {
+			return configured, true
+		}
 	}
 	var tables []ident.Table
 	switch {
@@ -54,6 +58,9 @@ func (c *checker) checkPublication(ctx context.Context) ([]ident.Table, bool) {
 			c.r.add(Fail, subject, err.Error())
 			return nil, false
 		}
+	}
+	if refused {
+		return tables, true
 	}
 	var msg string
 	switch {
@@ -76,13 +83,22 @@ func (c *checker) checkPublication(ctx context.Context) ([]ident.Table, bool) {
 		return nil, false
 	}
 	c.r.add(OK, subject, msg)
+	if len(configured) == 0 && (!pub.Exists || pub.AllTables) {
+		// Not a blocker: nothing asked for them, but nothing else would say they are left out.
+		if unlogged, err := pg.UnloggedTables(ctx, c.pg); err == nil && len(unlogged) > 0 {
+			c.r.add(Warn, "unlogged tables", "FOR ALL TABLES leaves out the UNLOGGED table(s) "+names(unlogged)+
+				": their changes are not in the WAL, so they are not replicated; ALTER TABLE ... SET LOGGED the ones to replicate")
+		}
+	}
 	return tables, true
 }
 
 // checkTable runs, for one table, the checks plan runs: it exists, it is not a partitioned
-// parent, the WAL can identify its rows, it validates (a usable key covered by the replica
-// identity, no reserved column names, key types DynamoDB accepts), its existing target's
-// key schema matches, and its recorded key and target agree with the configuration.
+// parent, its changes are in the WAL (not UNLOGGED), the WAL can identify its rows, it
+// validates (a usable key covered by the replica identity, no reserved column names, key
+// types DynamoDB accepts), its existing target's key schema matches (or, with
+// create_tables false, it exists), and its recorded key and target agree with the
+// configuration.
 func (c *checker) checkTable(ctx context.Context, id ident.Table) {
 	subject := "table " + id.String()
 	missing, err := pg.MissingTables(ctx, c.pg, []ident.Table{id})
@@ -93,7 +109,10 @@ func (c *checker) checkTable(ctx context.Context, id ident.Table) {
 		err = pg.CheckPartitioned(ctx, c.pg, []ident.Table{id})
 	}
 	if err == nil {
-		var problems []pg.IdentityProblem
+		err = pg.CheckPersistence(ctx, c.pg, []ident.Table{id})
+	}
+	if err == nil {
+		var problems []pg.TableProblem
 		if problems, err = pg.IdentityProblems(ctx, c.pg, []ident.Table{id}); err == nil && len(problems) > 0 {
 			err = fault.Fatalf("%s; %s", problems[0].Problem, pg.IdentityConsequence)
 		}
@@ -134,16 +153,13 @@ func (c *checker) checkTable(ctx context.Context, id ident.Table) {
 		}
 	}
 	if c.dbOK {
-		exists, err := target.CheckKeySchema(ctx, c.db, t)
+		exists, err := target.CheckTarget(ctx, c.db, t, *c.cfg.CreateTables)
 		if err != nil {
 			c.r.add(Fail, subject, err.Error())
 			return
 		}
 		if exists {
 			targetNote = "target " + t.Target + " exists with the matching key schema"
-		} else if !*c.cfg.CreateTables {
-			c.r.add(Fail, subject, "target table "+t.Target+" does not exist and create_tables is false: create it or set create_tables")
-			return
 		}
 	}
 	c.r.add(OK, subject, fmt.Sprintf("key (%s), replica identity %s; %d columns, all mappable; %s; %s",

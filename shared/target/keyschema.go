@@ -49,6 +49,23 @@ func CheckKeySchema(ctx context.Context, db *dynamodb.Client, t *schema.Table) (
 		t.Source(), t.Target, strings.Join(have, ", "), strings.Join(keyColumns(t), ", "), strings.Join(want, ", "), t.Target)
 }
 
+// CheckTarget is CheckKeySchema for a plan that creates missing targets only when
+// create is true (the configuration's create_tables): without it, a missing target is
+// refused, naming the table, the target and its key schema, before anything is written,
+// rather than failing the snapshot's first write.
+func CheckTarget(ctx context.Context, db *dynamodb.Client, t *schema.Table, create bool) (exists bool, err error) {
+	exists, err = CheckKeySchema(ctx, db, t)
+	if err != nil || exists || create {
+		return exists, err
+	}
+	var want []string
+	for _, k := range t.KeySchema() {
+		want = append(want, keyText(k.Name, k.Type, k.Kind))
+	}
+	return false, fault.Fatalf("table %s: its target table %s does not exist, and create_tables is false, so Tandem does not create it: "+
+		"create %s with key schema (%s), or set create_tables to true", t.Source(), t.Target, t.Target, strings.Join(want, ", "))
+}
+
 func keyText(name string, typ types.ScalarAttributeType, kind types.KeyType) string {
 	return fmt.Sprintf("%s %s %s", name, typ, kind)
 }

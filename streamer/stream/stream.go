@@ -268,7 +268,11 @@ func (s *Streamer) session(ctx context.Context) error {
 	if err != nil {
 		return classify(err)
 	}
-	if err := s.Env.MarkRemoved(ctx, recorded, s.replicated(sources)); err != nil {
+	replicated, err := s.refuseUnlogged(ctx, sources, recorded)
+	if err != nil {
+		return classify(err)
+	}
+	if err := s.Env.MarkRemoved(ctx, recorded, replicated); err != nil {
 		return err
 	}
 	if _, _, err := s.Env.EnsureSlot(ctx, false); err != nil {
