@@ -253,10 +253,11 @@ func TestCheckNoReplicationRole(t *testing.T) {
 	}
 }
 
-// TestCheckNotOwner: a role that owns none of the tables cannot create the publication
-// plan would create (only a table's owner may publish it, FOR ALL TABLES only a
-// superuser): a blocker naming the tables, their owner and the fix, while the tables
-// themselves are still checked.
+// TestCheckNotOwner: a role that owns none of the tables cannot, on stock PostgreSQL,
+// create the publication plan would create (only a table's owner may publish it, FOR ALL
+// TABLES only a superuser): a warning naming the tables, their owner and the fix (not a
+// blocker: managed services let their admin roles do more, and plan fails at once with
+// the fix if PostgreSQL does refuse), while the tables themselves are still checked.
 func TestCheckNotOwner(t *testing.T) {
 	f := newCLIFixture(t, `CREATE TABLE present (id int PRIMARY KEY)`, func(c *config.Config) { c.Tables = []config.Table{{Source: "present"}} })
 	role := "notowner_" + f.name
@@ -272,20 +273,20 @@ func TestCheckNotOwner(t *testing.T) {
 	f.cfg.PostgresURL = u.String()
 	f.writeConfig()
 	r := f.tandem("check")
-	if r.code != exitProblem {
-		t.Errorf("exit %d, want %d", r.code, exitProblem)
+	if r.code != exitOK {
+		t.Errorf("exit %d, want %d (a warning only)", r.code, exitOK)
 	}
-	wantFinding(t, r, "FAIL", "publication "+f.cfg.Publication, `role "`+role+`" may not publish table(s) public.present (owner `,
+	wantFinding(t, r, "WARN", "publication "+f.cfg.Publication, `role "`+role+`" may not publish table(s) public.present (owner `,
 		"only a table's owner may add it to a publication", `CREATE PUBLICATION "`+f.cfg.Publication+`" FOR TABLE "public"."present"`, "run Tandem as the tables' owner")
 	wantFinding(t, r, "OK", "table public.present", "key (id)")
 
 	f.cfg.Tables = nil
 	f.writeConfig()
 	r = f.tandem("check")
-	if r.code != exitProblem {
-		t.Errorf("no tables configured: exit %d, want %d", r.code, exitProblem)
+	if r.code != exitOK {
+		t.Errorf("no tables configured: exit %d, want %d (a warning only)", r.code, exitOK)
 	}
-	wantFinding(t, r, "FAIL", "publication "+f.cfg.Publication, "FOR ALL TABLES needs a superuser", "configure the tables to replicate")
+	wantFinding(t, r, "WARN", "publication "+f.cfg.Publication, "FOR ALL TABLES needs a superuser", "configure the tables to replicate")
 	wantFinding(t, r, "OK", "table public.present", "key (id)")
 }
 

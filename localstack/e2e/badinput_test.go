@@ -146,14 +146,18 @@ func TestBadInput(t *testing.T) {
 		}
 		u.User = url.User(role)
 		_, err = f.envFor(u.String()).Plan(f.ctx, pipeline.PlanInput{})
-		wantErr(t, "plan", err, `role "`+role+`" may not publish table(s) public.items (owner `, "publication "+f.cfg.Publication,
-			"only a table's owner", `CREATE PUBLICATION "`+f.cfg.Publication+`" FOR TABLE "public"."items"`, "run Tandem as the tables' owner")
+		wantErr(t, "plan", err, "must be owner of table items", "SQLSTATE 42501", "publication "+f.cfg.Publication,
+			"retrying cannot help", "run Tandem as the tables' owner")
 		if c := fault.Classify(err); c != fault.Fatal {
 			t.Errorf("plan's error is %s, want fatal (not retried)", c)
 		}
 		f.assertNoSlot() // refused before anything was created
+		if rec, found, err := f.env.Control.Publication(f.ctx); err != nil || (found && rec.CreatedByTandem) {
+			t.Errorf("after the refused CREATE PUBLICATION the control table still claims the publication for Tandem: %+v, %v", rec, err)
+		}
 
-		// Once the owner creates the publication, the role's plan uses it as it is.
+		// Once the owner creates the publication, the role's plan uses it as it is: the
+		// refused creation left no record claiming it for Tandem.
 		f.exec("CREATE PUBLICATION " + pgx.Identifier{f.cfg.Publication}.Sanitize() + " FOR TABLE items")
 		if _, err := f.envFor(u.String()).Plan(f.ctx, pipeline.PlanInput{}); err != nil {
 			t.Errorf("plan with the owner's publication: %v", err)

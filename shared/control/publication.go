@@ -27,3 +27,10 @@ func (s *Store) Publication(ctx context.Context) (r PublicationRecord, found boo
 	found, err = s.get(ctx, publicationID, &r)
 	return r, found, err
 }
+
+// ForgetPublication removes the record RecordPublication wrote when PostgreSQL then
+// refused to create the publication: a publication its owner creates afterwards is the
+// user's, used as it is and never altered or dropped by Tandem.
+func (s *Store) ForgetPublication(ctx context.Context) error {
+	return s.delete(ctx, publicationID)
+}

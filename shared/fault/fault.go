@@ -183,8 +183,8 @@ func classifyPostgres(err error) (Class, bool) {
 		case strings.HasPrefix(code, "28"), // invalid authorization
 			code == "42501": // insufficient privilege
 			// A rotated secret or a missing grant on a read: the operator fixes it and we
-			// go on. (Publication DDL, which needs ownership no retry brings, is checked
-			// before it runs and its 42501 made fatal: pg.CheckPublicationPrivilege.)
+			// go on. (Publication DDL, which needs ownership no retry brings, has its 42501
+			// made fatal where it is issued: pg's privilegeError.)
 			return Transient, true
 		case code == "42710": // duplicate object: created concurrently by another process
 			return Transient, true

@@ -57,7 +57,7 @@ func (e *Env) EnsurePublication(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := p.refusal(name); err != nil {
+	if err := p.lacking(name); err != nil {
 		return err
 	}
 	if !p.pub.Exists {
@@ -66,7 +66,15 @@ func (e *Env) EnsurePublication(ctx context.Context) error {
 				return err
 			}
 		}
-		return pg.EnsurePublication(ctx, e.PG, name, tables)
+		err := pg.EnsurePublication(ctx, e.PG, name, tables)
+		if fault.IsFatal(err) && !p.owned {
+			// Refused (a privilege the role lacks): the publication its owner may now
+			// create is theirs, not Tandem's.
+			if ferr := e.Control.ForgetPublication(ctx); ferr != nil {
+				e.Log.Warn("forgetting the refused publication's record failed", "publication", name, "error", ferr.Error())
+			}
+		}
+		return err
 	}
 	if p.pub.AllTables || len(tables) == 0 || !p.owned {
 		// FOR ALL TABLES cannot drop single tables; the configuration filters them. One
@@ -88,16 +96,18 @@ func (e *Env) EnsurePublication(ctx context.Context) error {
 }
 
 // CheckPublication reports, without changing anything, what EnsurePublication would
-// refuse: a publication the user created that lacks configured tables, or DDL on the
-// publication that the role may not run (it owns not every table to publish). owned says that
-// Tandem created the publication (so plan makes it follow the configured tables).
-// withControl false takes the control table as empty without reading it.
-func (e *Env) CheckPublication(ctx context.Context, withControl bool) (pub pg.Publication, owned bool, err error) {
+// refuse (err: a publication the user created that lacks configured tables) and what
+// stock PostgreSQL would refuse it (denied: DDL on the publication that the role may not
+// run, e.g. it owns not every table to publish; a prediction, see
+// pg.CheckPublicationPrivilege). owned says that Tandem created the publication (so plan
+// makes it follow the configured tables). withControl false takes the control table as
+// empty without reading it.
+func (e *Env) CheckPublication(ctx context.Context, withControl bool) (pub pg.Publication, owned bool, denied, err error) {
 	p, err := e.publicationState(ctx, withControl)
 	if err != nil {
-		return p.pub, false, err
+		return p.pub, false, nil, err
 	}
-	return p.pub, p.owned, p.refusal(e.Config.Publication)
+	return p.pub, p.owned, p.denied, p.lacking(e.Config.Publication)
 }
 
 // publication is what EnsurePublication decides on.
@@ -107,8 +117,9 @@ type publication struct {
 	owned bool
 	// missing are the configured tables an existing publication (not FOR ALL TABLES) lacks.
 	missing []ident.Table
-	// denied is the refusal of the DDL Tandem would issue (creating the publication, or
-	// adding missing to the one it created) that the role may not run.
+	// denied predicts the refusal of the DDL Tandem would issue (creating the publication,
+	// or adding missing to the one it created) that the role may not run on stock
+	// PostgreSQL.
 	denied error
 }
 
@@ -158,12 +169,9 @@ func (p *publication) checkPrivilege(err error) error {
 	return err
 }
 
-// refusal is the error of publication DDL the role may not run, or of a publication the
-// user created that lacks configured tables: Tandem does not alter it.
-func (p publication) refusal(name string) error {
-	if p.denied != nil {
-		return p.denied
-	}
+// lacking is the refusal of a publication the user created that lacks configured tables:
+// Tandem does not alter it.
+func (p publication) lacking(name string) error {
 	if p.owned || len(p.missing) == 0 {
 		return nil
 	}

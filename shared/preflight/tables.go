@@ -31,7 +31,13 @@ func (c *checker) checkPublication(ctx context.Context) ([]ident.Table, bool) {
 	name := c.cfg.Publication
 	subject := "publication " + name
 	configured := c.cfg.SourceTables()
-	pub, owned, err := c.env.CheckPublication(ctx, c.control)
+	pub, owned, denied, err := c.env.CheckPublication(ctx, c.control)
+	if denied != nil {
+		// A warning, not a blocker: managed services let their admin roles do more than
+		// stock PostgreSQL (RDS's rds_superuser creates FOR ALL TABLES publications), and
+		// if PostgreSQL does refuse, plan fails at once with this fix.
+		c.r.add(Warn, subject, denied.Error()+" (managed services may allow more: if PostgreSQL refuses, plan fails at once with this message)")
+	}
 	refused := err != nil
 	if refused {
 		c.r.add(Fail, subject, err.Error())
