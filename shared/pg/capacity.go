@@ -74,28 +74,24 @@ func textListOf(names []string) string {
 // AllTables lists the tables a publication FOR ALL TABLES would publish: the ordinary,
 // permanent user tables (partitions included, as each is published on its own).
 func AllTables(ctx context.Context, q Querier) ([]ident.Table, error) {
-	rows, err := q.Query(ctx, `
-		SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND c.oid >= 16384
-		  AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2`)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: listing tables: %w", err)
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ident.Table, error) {
-		var t ident.Table
-		return t, r.Scan(&t.Schema, &t.Name)
-	})
+	return userTables(ctx, q, "p", "tables")
 }
 
 // UnloggedTables lists the user's UNLOGGED tables: those AllTables, and so a FOR ALL
 // TABLES publication, leave out (PersistenceProblems says why).
 func UnloggedTables(ctx context.Context, q Querier) ([]ident.Table, error) {
+	return userTables(ctx, q, "u", "unlogged tables")
+}
+
+// userTables lists the ordinary user tables of one relpersistence ('p' permanent, 'u'
+// unlogged); what names them in an error.
+func userTables(ctx context.Context, q Querier, persistence, what string) ([]ident.Table, error) {
 	rows, err := q.Query(ctx, `
 		SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.relkind = 'r' AND c.relpersistence = 'u' AND c.oid >= 16384
-		  AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2`)
+		WHERE c.relkind = 'r' AND c.relpersistence = $1 AND c.oid >= 16384
+		  AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2`, persistence)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: listing unlogged tables: %w", err)
+		return nil, fmt.Errorf("postgres: listing %s: %w", what, err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ident.Table, error) {
 		var t ident.Table

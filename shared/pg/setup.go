@@ -122,10 +122,11 @@ func EnsurePublication(ctx context.Context, q Querier, name string, tables []ide
 // (insufficient privilege), which no retry changes. It is a prediction for tandem check
 // only: managed services let their admin roles do more (RDS's rds_superuser may create a
 // FOR ALL TABLES publication without being a superuser), so plan and the streamer issue
-// the DDL and take PostgreSQL's answer (privilegeError). create says the publication is to be created, FOR TABLE tables or (none) FOR
-// ALL TABLES; otherwise tables are to be added to the existing publication name. CREATE
-// PUBLICATION needs CREATE on the database, FOR ALL TABLES a superuser, and adding a table
-// (at creation or later) owning it; ALTER PUBLICATION needs owning the publication.
+// the DDL and take PostgreSQL's answer (privilegeError). create says the publication is
+// to be created, FOR TABLE tables or (none) FOR ALL TABLES; otherwise tables are to be
+// added to the existing publication name. CREATE PUBLICATION needs CREATE on the
+// database, FOR ALL TABLES a superuser, and adding a table (at creation or later) owning
+// it; ALTER PUBLICATION needs owning the publication.
 func CheckPublicationPrivilege(ctx context.Context, q Querier, name string, create bool, tables []ident.Table) error {
 	var user, database string
 	var super, canCreate bool
@@ -352,30 +353,31 @@ func PersistenceProblems(ctx context.Context, q Querier, tables []ident.Table) (
 		FROM unnest($1::text[]) u(name) JOIN pg_class c ON c.oid = to_regclass(u.name)
 		JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relpersistence <> 'p' ORDER BY 1, 2`, regclassTexts(tables))
-	if err != nil {
-		return nil, fmt.Errorf("postgres: checking the persistence of the configured tables: %w", err)
-	}
-	var problems []TableProblem
-	for rows.Next() {
-		var t ident.Table
-		var persistence string
-		if err := rows.Scan(&t.Schema, &t.Name, &persistence); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("postgres: checking the persistence of the configured tables: %w", err)
+	if err == nil {
+		var problems []TableProblem
+		problems, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (TableProblem, error) {
+			var t ident.Table
+			var persistence string
+			err := r.Scan(&t.Schema, &t.Name, &persistence)
+			return TableProblem{Table: t, Problem: persistenceProblem(t, persistence)}, err
+		})
+		if err == nil {
+			return problems, nil
 		}
-		problem := "table " + t.String() + " is UNLOGGED: PostgreSQL writes none of its changes to the WAL, so logical replication cannot stream them " +
-			"(no publication includes it, FOR ALL TABLES leaves it out) and its target would never be kept current. " +
-			"Fix: ALTER TABLE " + t.String() + " SET LOGGED, or remove it from the configured tables"
-		if persistence == "t" {
-			problem = "table " + t.String() + " is TEMPORARY: PostgreSQL writes none of its changes to the WAL and it vanishes with its session, so logical replication cannot stream it. " +
-				"Fix: replicate a permanent table instead, or remove it from the configured tables"
-		}
-		problems = append(problems, TableProblem{Table: t, Problem: problem})
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: checking the persistence of the configured tables: %w", err)
+	return nil, fmt.Errorf("postgres: checking the persistence of the configured tables: %w", err)
+}
+
+// persistenceProblem says why a table of this relpersistence ('u' or 't') cannot be
+// replicated, and the fix.
+func persistenceProblem(t ident.Table, persistence string) string {
+	if persistence == "t" {
+		return "table " + t.String() + " is TEMPORARY: PostgreSQL writes none of its changes to the WAL and it vanishes with its session, so logical replication cannot stream it. " +
+			"Fix: replicate a permanent table instead, or remove it from the configured tables"
 	}
-	return problems, nil
+	return "table " + t.String() + " is UNLOGGED: PostgreSQL writes none of its changes to the WAL, so logical replication cannot stream them " +
+		"(no publication includes it, FOR ALL TABLES leaves it out) and its target would never be kept current. " +
+		"Fix: ALTER TABLE " + t.String() + " SET LOGGED, or remove it from the configured tables"
 }
 
 // CheckPersistence refuses UNLOGGED and TEMPORARY tables among tables

@@ -107,7 +107,19 @@ func (e *Env) CheckPublication(ctx context.Context, withControl bool) (pub pg.Pu
 	if err != nil {
 		return p.pub, false, nil, err
 	}
-	return p.pub, p.owned, p.denied, p.lacking(e.Config.Publication)
+	// Only the DDL EnsurePublication would issue: creating it, or adding the missing
+	// tables to the one Tandem created.
+	switch name := e.Config.Publication; {
+	case !p.pub.Exists:
+		denied = pg.CheckPublicationPrivilege(ctx, e.PG, name, true, e.Config.SourceTables())
+	case p.owned && len(p.missing) > 0:
+		denied = pg.CheckPublicationPrivilege(ctx, e.PG, name, false, p.missing)
+	}
+	if denied != nil && !fault.IsFatal(denied) {
+		// Reading the catalog failed: an error, not a prediction.
+		return p.pub, p.owned, nil, denied
+	}
+	return p.pub, p.owned, denied, p.lacking(e.Config.Publication)
 }
 
 // publication is what EnsurePublication decides on.
@@ -117,10 +129,6 @@ type publication struct {
 	owned bool
 	// missing are the configured tables an existing publication (not FOR ALL TABLES) lacks.
 	missing []ident.Table
-	// denied predicts the refusal of the DDL Tandem would issue (creating the publication,
-	// or adding missing to the one it created) that the role may not run on stock
-	// PostgreSQL.
-	denied error
 }
 
 func (e *Env) publicationState(ctx context.Context, withControl bool) (publication, error) {
@@ -143,7 +151,7 @@ func (e *Env) publicationState(ctx context.Context, withControl bool) (publicati
 		p.owned = found && rec.CreatedByTandem && rec.Publication == name
 	}
 	if !p.pub.Exists {
-		return p, p.checkPrivilege(pg.CheckPublicationPrivilege(ctx, e.PG, name, true, tables))
+		return p, nil
 	}
 	if p.pub.AllTables || len(tables) == 0 {
 		return p, nil
@@ -153,20 +161,7 @@ func (e *Env) publicationState(ctx context.Context, withControl bool) (publicati
 		return p, err
 	}
 	p.missing = slices.DeleteFunc(slices.Clone(tables), func(t ident.Table) bool { return slices.Contains(members, t) })
-	if p.owned && len(p.missing) > 0 {
-		return p, p.checkPrivilege(pg.CheckPublicationPrivilege(ctx, e.PG, name, false, p.missing))
-	}
 	return p, nil
-}
-
-// checkPrivilege keeps a privilege refusal for refusal and returns other errors (reading
-// the catalog failed).
-func (p *publication) checkPrivilege(err error) error {
-	if fault.IsFatal(err) {
-		p.denied = err
-		return nil
-	}
-	return err
 }
 
 // lacking is the refusal of a publication the user created that lacks configured tables:
